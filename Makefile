@@ -1,0 +1,53 @@
+# One task runner: the README, CI (.ci/run) and developers call these targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install up down status demo test test-only lint typecheck bench fmt chaos clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install-system-deps.sh
+	./scripts/install-system-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+up: install
+	$(BIN)/lambda-rt up
+
+down: install
+	$(BIN)/lambda-rt down
+
+status: install
+	$(BIN)/lambda-rt status
+
+demo: install
+	$(BIN)/lambda-rt demo
+
+lint: install
+	$(BIN)/ruff check lambda_rt speed_layer batch_layer serving tests bench
+	$(BIN)/ruff format --check lambda_rt speed_layer batch_layer serving tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+# pytest's exit code 5 (no test collected) is a failure here, never a pass.
+test-only: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test: lint typecheck test-only
+
+bench: install
+	$(BIN)/python -m bench
+
+fmt: install
+	$(BIN)/ruff format lambda_rt speed_layer batch_layer serving tests bench
+	$(BIN)/ruff check --fix lambda_rt speed_layer batch_layer serving tests bench
+
+clean:
+	rm -rf $(VENV) .lambda-rt .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,225 @@
+"""Exact aggregation of one time partition of raw events, runnable in any process.
+
+A Dask task gets one partition (a UTC day): the hot/warm rows the engine owner
+exported as Arrow, plus the cold Parquet files of that day in S3, and returns
+every metric of ARCHITECTURE.md at minute/hour/day for every dimension
+combination (GROUPING SETS), distinct counts exact (``uniqExact``). The SQL runs
+on chDB over the Arrow table (``Python()`` table function), so no worker opens
+the owner's data directory: a worker process uses a stateless in-memory
+session; a worker thread inside the owner process (``processes=False``) reuses
+the owner's engine, the only one chDB allows there.
+
+Only buckets that end at or before ``close_ms`` are returned: a batch view holds
+complete buckets only. This module does not read ClickHouse tables or write
+anything.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["AGG_COLUMNS", "PartitionResult", "aggregate_partition", "metrics_sql"]
+
+AGG_COLUMNS: tuple[str, ...] = (
+    "ts",
+    "store_id",
+    "event_type",
+    "customer_id",
+    "amount_cents",
+    "status",
+    "delta",
+    "product_id",
+)
+"""Raw columns the aggregation reads (exports and Parquet reads project to these)."""
+
+_METRICS_SQL = """
+count() AS events,
+countIf(event_type = 'order_placed') AS orders,
+sumIf(amount_cents, event_type = 'order_placed') AS revenue,
+sumIf(amount_cents, event_type = 'refund') AS refunds,
+uniqExact(customer_id) AS unique_customers,
+countIf(event_type = 'payment' AND status = 'failed') AS payment_failures,
+sumIf(delta, event_type = 'inventory_update') AS inventory_delta"""
+
+_BUCKETS = {"minute": ("m", 60_000), "hour": ("h", 3_600_000), "day": ("d", 86_400_000)}
+
+
+def metrics_sql(source: str, start_ms: int, end_ms: int, close_ms: int) -> str:
+    """SQL computing every metric x granularity x dimension set over ``source``.
+
+    ``source`` is any table expression with :data:`AGG_COLUMNS` (``ts`` as a
+    DateTime64/timestamp). Rows with ``start_ms <= ts < end_ms`` are counted;
+    only buckets ending at or before ``close_ms`` are returned.
+    """
+    sets = ", ".join(
+        f"({k}, store_id, event_type), ({k}, store_id), ({k}, event_type), ({k})"
+        for k, _ in _BUCKETS.values()
+    )
+    return f"""
+SELECT granularity, dims, bucket, store_id, event_type, events, orders, revenue, refunds,
+       unique_customers, payment_failures, inventory_delta
+FROM (
+  SELECT
+    multiIf(toUnixTimestamp(m) > 0, 'minute', toUnixTimestamp(h) > 0, 'hour', 'day') AS granularity,
+    multiIf(store_id > 0 AND event_type != '', 'store_id,event_type', store_id > 0, 'store_id',
+            event_type != '', 'event_type', 'none') AS dims,
+    toDateTime(multiIf(toUnixTimestamp(m) > 0, m, toUnixTimestamp(h) > 0, h, d), 'UTC') AS bucket,
+    store_id, event_type, {_METRICS_SQL}
+  FROM (
+    SELECT toStartOfMinute(t) AS m, toStartOfHour(t) AS h, toStartOfDay(t) AS d,
+           toUInt64(store_id) AS store_id, toString(event_type) AS event_type,
+           customer_id, amount_cents, status, delta
+    FROM (SELECT *, toDateTime64(ts, 3, 'UTC') AS t FROM {source})
+    WHERE toUnixTimestamp64Milli(t) >= {int(start_ms)} AND toUnixTimestamp64Milli(t) < {int(end_ms)}
+  )
+  GROUP BY GROUPING SETS ({sets})
+)
+WHERE toUnixTimestamp(bucket) * 1000 + multiIf(granularity = 'minute', 60000,
+      granularity = 'hour', 3600000, 86400000) <= {int(close_ms)}
+"""
+
+
+def inventory_sql(source: str, start_ms: int, end_ms: int, close_ms: int) -> str:
+    """SQL for ``inventory_delta`` per (store_id, product_id) at every granularity."""
+    parts = []
+    for gran, (_, width) in _BUCKETS.items():
+        fn = {"minute": "toStartOfMinute", "hour": "toStartOfHour", "day": "toStartOfDay"}[gran]
+        parts.append(
+            f"SELECT '{gran}' AS granularity, toDateTime({fn}(t), 'UTC') AS bucket, "
+            f"toUInt64(store_id) AS store_id, toInt64(product_id) AS product_id, "
+            f"toInt64(sum(delta)) AS inventory_delta "
+            f"FROM (SELECT *, toDateTime64(ts, 3, 'UTC') AS t FROM {source}) "
+            f"WHERE event_type = 'inventory_update' "
+            f"AND toUnixTimestamp64Milli(t) >= {int(start_ms)} AND toUnixTimestamp64Milli(t) < {int(end_ms)} "
+            f"GROUP BY bucket, store_id, product_id "
+            f"HAVING toUnixTimestamp(bucket) * 1000 + {width} <= {int(close_ms)}"
+        )
+    return " UNION ALL ".join(parts)
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """What one partition task returns to the owner."""
+
+    start_ms: int
+    metrics: pa.Table
+    inventory: pa.Table
+    rows_engine: int
+    rows_cold: int
+
+
+_LOCK = threading.Lock()
+_SESSION: list[Any] = []
+
+
+def _session() -> Any:
+    """A chDB connection usable in this process (see the module docstring)."""
+    import chdb
+
+    if _SESSION:
+        return _SESSION[0]
+    try:
+        conn = chdb.connect(":memory:")
+    except Exception as exc:  # the owner process: reuse its path-bound engine
+        found = re.search(r"initialized with path '([^']+)'", str(exc))
+        if not found:
+            raise
+        conn = chdb.connect(found.group(1))
+    _SESSION.append(conn)
+    return conn
+
+
+def _read_cold(urls: list[str], storage_options: dict[str, Any]) -> pa.Table | None:
+    if not urls:
+        return None
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **storage_options)
+    tables = [pq.read_table(u.removeprefix("s3://"), filesystem=fs, columns=list(AGG_COLUMNS)) for u in urls]
+    return pa.concat_tables(tables)
+
+
+def _normalise(table: pa.Table) -> pa.Table:
+    """Same column types whatever the source (ClickHouse export or Parquet)."""
+    types = {
+        "ts": pa.timestamp("ms", tz="UTC"),
+        "store_id": pa.uint64(),
+        "event_type": pa.string(),
+        "customer_id": pa.uint64(),
+        "amount_cents": pa.int64(),
+        "status": pa.string(),
+        "delta": pa.int64(),
+        "product_id": pa.int64(),
+    }
+    cols = []
+    for name in AGG_COLUMNS:
+        col = table.column(name)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        cols.append(col.cast(types[name]))
+    return pa.table(dict(zip(AGG_COLUMNS, cols, strict=True)))
+
+
+def aggregate_partition(
+    engine_rows: pa.Table | None,
+    cold_urls: list[str],
+    storage_options: dict[str, Any],
+    start_ms: int,
+    end_ms: int,
+    close_ms: int,
+) -> PartitionResult:
+    """Aggregate one partition: ``engine_rows`` (hot/warm export) plus cold files."""
+    cold = _read_cold(cold_urls, storage_options)
+    pieces = [_normalise(t) for t in (engine_rows, cold) if t is not None and t.num_rows]
+    rows_engine = engine_rows.num_rows if engine_rows is not None else 0
+    rows_cold = cold.num_rows if cold is not None else 0
+    if not pieces:
+        return PartitionResult(start_ms, _empty_metrics(), _empty_inventory(), rows_engine, rows_cold)
+    data = pa.concat_tables(pieces)  # noqa: F841 - read by chDB's Python() table function
+    with _LOCK:
+        conn = _session()
+        metrics = conn.query(metrics_sql("Python(data)", start_ms, end_ms, close_ms), "ArrowTable")
+        inventory = conn.query(inventory_sql("Python(data)", start_ms, end_ms, close_ms), "ArrowTable")
+    return PartitionResult(start_ms, metrics, inventory, rows_engine, rows_cold)
+
+
+def _empty_metrics() -> pa.Table:
+    return pa.table(
+        {
+            "granularity": pa.array([], pa.string()),
+            "dims": pa.array([], pa.string()),
+            "bucket": pa.array([], pa.timestamp("s", tz="UTC")),
+            "store_id": pa.array([], pa.uint64()),
+            "event_type": pa.array([], pa.string()),
+            **{
+                m: pa.array([], pa.int64())
+                for m in (
+                    "events",
+                    "orders",
+                    "revenue",
+                    "refunds",
+                    "unique_customers",
+                    "payment_failures",
+                    "inventory_delta",
+                )
+            },
+        }
+    )
+
+
+def _empty_inventory() -> pa.Table:
+    return pa.table(
+        {
+            "granularity": pa.array([], pa.string()),
+            "bucket": pa.array([], pa.timestamp("s", tz="UTC")),
+            "store_id": pa.array([], pa.uint64()),
+            "product_id": pa.array([], pa.int64()),
+            "inventory_delta": pa.array([], pa.int64()),
+        }
+    )

@@ -1,0 +1,53 @@
+"""The ``lambda-rt`` entry point: global options and command registration.
+
+Commands that belong to a layer import it inside the command body, so
+``lambda_rt`` never imports ``speed_layer``, ``batch_layer`` or ``serving`` at
+import time (ARCHITECTURE.md: dependencies flow one way).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from lambda_rt.cli import generate_command, layer_commands, speed_command, stack_commands
+from lambda_rt.cli.context import CliContext
+from lambda_rt.cli.errors import run_cli
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="lambda-rt",
+    help="Real-time analytics for e-commerce events (lambda architecture).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    state_dir: Path | None = typer.Option(
+        None, "--state-dir", help="Embedded stack state dir [env LAMBDA_RT_STATE_DIR; default ./.lambda-rt]."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="A lambda-rt.toml [env LAMBDA_RT_CONFIG; default ./lambda-rt.toml]."
+    ),
+) -> None:
+    ctx.obj = CliContext(state_dir=state_dir, config_file=config)
+
+
+stack_commands.register(app)
+generate_command.register(app)
+layer_commands.register(app)
+speed_command.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    command = typer.main.get_command(app)
+    sys.exit(run_cli(command, argv if argv is not None else sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Thin, typed factories for the external systems; none connects at import."""

@@ -1,0 +1,90 @@
+"""Kafka producer, consumer and admin factories (confluent-kafka).
+
+Factories build clients from :class:`~lambda_rt.config.KafkaSettings`; creating
+a confluent-kafka client makes no blocking network call. Consumers get the
+settings this broker needs (short session timeout, short fetch wait, manual
+commits). Nothing here trusts broker high watermarks: tansu reports them wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from lambda_rt.config import KafkaSettings
+from lambda_rt.errors import ServiceUnavailableError
+
+__all__ = ["ensure_topics", "make_admin", "make_consumer", "make_producer"]
+
+
+def _base(settings: KafkaSettings) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.bootstrap, **settings.extra}
+
+
+def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
+    """An idempotent, batching producer (lz4) for events and the DLQ."""
+    conf: dict[str, Any] = {
+        **_base(settings),
+        "enable.idempotence": True,
+        "linger.ms": 20,
+        "compression.type": "lz4",
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+    }
+    conf.update(overrides)
+    return Producer(conf)
+
+
+def make_consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
+    """A manual-commit consumer in ``group_id`` that joins this broker quickly."""
+    conf: dict[str, Any] = {
+        **_base(settings),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": max(500, settings.session_timeout_ms // 4),
+        "fetch.wait.max.ms": settings.fetch_wait_max_ms,
+        "partition.assignment.strategy": "cooperative-sticky",
+    }
+    conf.update(overrides)
+    return Consumer(conf)
+
+
+def make_admin(settings: KafkaSettings) -> AdminClient:
+    """An admin client for topic management."""
+    return AdminClient(_base(settings))
+
+
+def ensure_topics(settings: KafkaSettings, *, timeout_s: float = 15.0) -> list[str]:
+    """Create the events and DLQ topics if missing; return the ones created.
+
+    Topics are created with ``retention.ms`` and ``retention.bytes``: this
+    broker reports no topic configs otherwise, and some clients fail on that.
+    """
+    admin = make_admin(settings)
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise ServiceUnavailableError(f"Kafka at {settings.bootstrap} did not answer: {exc}") from exc
+    config = {"retention.ms": str(settings.retention_ms), "retention.bytes": str(settings.retention_bytes)}
+    wanted = [
+        NewTopic(settings.topic, num_partitions=settings.partitions, replication_factor=1, config=config),
+        NewTopic(settings.dlq_topic, num_partitions=1, replication_factor=1, config=config),
+    ]
+    missing = [t for t in wanted if t.topic not in existing]
+    created: list[str] = []
+    if not missing:
+        return created
+    for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise ServiceUnavailableError(f"could not create topic {name}: {exc}") from exc
+    return created

@@ -1,0 +1,296 @@
+"""One typed, frozen settings tree for every lambda-rt process.
+
+Sources, highest priority first:
+
+1. keyword arguments to :func:`load_settings` (the CLI's flags),
+2. environment variables ``LAMBDA_RT_*`` with ``__`` for nesting
+   (``LAMBDA_RT_KAFKA__BOOTSTRAP``),
+3. an optional ``lambda-rt.toml`` (``--config`` / ``LAMBDA_RT_CONFIG``, else
+   ``./lambda-rt.toml`` when present),
+4. what ``lambda-rt up`` wrote into the state dir (``stack.json`` with the
+   endpoints it started, ``credentials.json`` with generated secrets), so every
+   later command finds the embedded stack without the user copying anything,
+5. defaults that point at the embedded stack.
+
+The object is passed down explicitly; nothing deep in the code reads
+``os.environ``. It does not connect to anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from lambda_rt.errors import ConfigError
+
+__all__ = [
+    "CREDENTIALS_FILE",
+    "STACK_FILE",
+    "BatchSettings",
+    "ClickHouseSettings",
+    "DaskSettings",
+    "KafkaSettings",
+    "RedisSettings",
+    "S3Settings",
+    "ServeSettings",
+    "Settings",
+    "SpeedSettings",
+    "StackSettings",
+    "load_settings",
+]
+
+STACK_FILE = "stack.json"
+CREDENTIALS_FILE = "credentials.json"
+ENV_PREFIX = "LAMBDA_RT_"
+
+# Embedded-stack defaults: chosen clear of the services this machine kind
+# already runs (Redis 6379, PostgreSQL 5432, MariaDB 3306, RabbitMQ 5672,
+# Mosquitto 1883, NATS 4222) and of the tools' own defaults.
+DEFAULT_KAFKA_PORT = 29092
+DEFAULT_REDIS_PORT = 26379
+DEFAULT_S3_PORT = 28333
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Where events arrive and how consumers join their groups."""
+
+    bootstrap: str = f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
+    topic: str = "events"
+    dlq_topic: str = "events.dlq"
+    partitions: int = Field(default=4, ge=1)
+    # tansu joins a group in about half the session timeout: keep it short.
+    session_timeout_ms: int = Field(default=6000, ge=1000, le=10000)
+    # 10 ms cuts the 100-150 ms a default 500 ms fetch wait adds.
+    fetch_wait_max_ms: int = Field(default=10, ge=0)
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    retention_bytes: int = 50 * 1024**3
+    # Extra librdkafka properties (TLS, SASL) for real clusters.
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class RedisSettings(_Section):
+    """The speed view's store."""
+
+    url: str = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
+    password: SecretStr | None = None
+    key_prefix: str = "lrt"
+
+
+class S3Settings(_Section):
+    """Object storage for the cold tier and the durable broker."""
+
+    endpoint: str = f"http://127.0.0.1:{DEFAULT_S3_PORT}"
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    region: str = "us-east-1"
+    bucket: str = "lambda-rt"
+    broker_bucket: str = "tansu"
+
+
+class ClickHouseSettings(_Section):
+    """The master dataset and batch views.
+
+    ``dsn`` None means the embedded engine, ``chdb:///<state_dir>/clickhouse``;
+    an ``http(s)://`` DSN points at a ClickHouse server.
+    """
+
+    dsn: str | None = None
+    database: str = "lambda_rt"
+
+
+class DaskSettings(_Section):
+    """Where batch work runs: ``None`` starts a LocalCluster."""
+
+    scheduler: str | None = None
+    n_workers: int = Field(default=2, ge=1)
+    threads_per_worker: int = Field(default=1, ge=1)
+
+
+class SpeedSettings(_Section):
+    """Speed-layer tuning."""
+
+    group: str = "speed"
+    batch_size: int = Field(default=20_000, ge=1)
+    batch_timeout_ms: int = Field(default=50, ge=1)
+    retention_hours: int = Field(default=48, ge=1)
+    max_event_age_ms: int = 7 * 24 * 3600 * 1000
+    max_event_future_ms: int = 5 * 60 * 1000
+    shed_event_types: tuple[str, ...] = ()
+    shed_lag_threshold: int = Field(default=2_000_000, ge=0)
+    shed_lag_seconds: float = Field(default=10.0, ge=0)
+    metrics_port: int | None = None
+
+
+class BatchSettings(_Section):
+    """Batch-layer jobs: lateness, tier ages, schedule."""
+
+    ingest_group: str = "ingest"
+    ingest_batch_size: int = Field(default=50_000, ge=1)
+    allowed_lateness_s: int = Field(default=600, ge=0)
+    hot_to_warm_after_s: int = Field(default=6 * 3600, ge=0)
+    warm_to_cold_after_s: int = Field(default=3 * 24 * 3600, ge=0)
+    recompute_every_s: int = Field(default=300, ge=1)
+    tier_cron: str = "0 * * * *"
+
+
+class ServeSettings(_Section):
+    """The platform daemon's HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: int = 28080
+    token: SecretStr | None = None
+
+
+class StackSettings(_Section):
+    """Ports of the embedded stack that ``lambda-rt up`` starts."""
+
+    kafka_port: int = DEFAULT_KAFKA_PORT
+    redis_port: int = DEFAULT_REDIS_PORT
+    s3_port: int = DEFAULT_S3_PORT
+    # SeaweedFS runs master, volume and filer servers behind its S3 gateway;
+    # each also opens a gRPC port at +10000.
+    s3_master_port: int = 29333
+    s3_volume_port: int = 28081
+    s3_filer_port: int = 28888
+    broker_storage: Literal["s3", "memory"] = "s3"
+    start_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one lambda-rt process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    state_dir: Path = Path(".lambda-rt")
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    s3: S3Settings = S3Settings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    dask: DaskSettings = DaskSettings()
+    speed: SpeedSettings = SpeedSettings()
+    batch: BatchSettings = BatchSettings()
+    serve: ServeSettings = ServeSettings()
+    stack: StackSettings = StackSettings()
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """The DSN in force: the configured one, else the embedded engine's path."""
+        if self.clickhouse.dsn:
+            return self.clickhouse.dsn
+        return f"chdb://{(self.state_dir / 'clickhouse').resolve()}"
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        """True when ClickHouse is the in-process chDB engine."""
+        return self.clickhouse_dsn.startswith("chdb://")
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class _StateFilesSource(PydanticBaseSettingsSource):
+    """``stack.json`` + ``credentials.json`` from the state dir, merged section by section."""
+
+    def __init__(self, settings_cls: type[BaseSettings], files: list[Path]) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        for path in files:
+            try:
+                self._data = _deep_merge(self._data, json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"cannot read {path}: {exc}; remove it and run 'lambda-rt up'") from exc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+def _state_dir_from(explicit: Path | str | None, env: dict[str, str]) -> Path:
+    raw = explicit or env.get(f"{ENV_PREFIX}STATE_DIR") or ".lambda-rt"
+    return Path(raw).expanduser().resolve()
+
+
+def _config_file_from(explicit: Path | str | None, env: dict[str, str]) -> Path | None:
+    raw = explicit or env.get(f"{ENV_PREFIX}CONFIG")
+    if raw:
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    default = Path("lambda-rt.toml")
+    return default if default.is_file() else None
+
+
+def load_settings(
+    state_dir: Path | str | None = None,
+    config_file: Path | str | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from all sources (see the module docstring).
+
+    Args:
+        state_dir: the embedded stack's state dir (``--state-dir``).
+        config_file: a ``lambda-rt.toml`` to read (``--config``).
+        **overrides: top-level fields, e.g. ``kafka={"partitions": 8}``.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the field.
+    """
+    environ = dict(os.environ)
+    resolved_state = _state_dir_from(state_dir, environ)
+    toml_path = _config_file_from(config_file, environ)
+    state_files = [
+        p for p in (resolved_state / STACK_FILE, resolved_state / CREDENTIALS_FILE) if p.is_file()
+    ]
+
+    class _Bound(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if toml_path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            if state_files:
+                sources.append(_StateFilesSource(settings_cls, state_files))
+            return tuple(sources)
+
+    try:
+        return _Bound(state_dir=resolved_state, **overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc

@@ -1,0 +1,145 @@
+"""Start, find and stop the embedded stack's server processes by pid file.
+
+A server is started detached (its own session, output to its log file) so it
+outlives the ``lambda-rt up`` that started it. ``stop`` only signals a pid
+whose command line still names the binary that was started, so a recycled pid
+of an unrelated process is never killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from lambda_rt.errors import PortInUseError, ServiceStartError
+
+__all__ = ["port_is_free", "read_pid", "require_free_ports", "running_pid", "spawn", "stop", "wait_until"]
+
+
+# Servers started by this process, kept so they are reaped (not zombies) when
+# stopped from here and not reported as leaked when the launcher returns.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on ``host:port`` (we can bind it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def require_free_ports(service: str, ports: Mapping[str, int]) -> None:
+    """Fail with a message naming the setting to change when a port is taken."""
+    for name, port in ports.items():
+        if not port_is_free(port):
+            raise PortInUseError(
+                f"{service}: port {port} ({name}) is already in use by another process; "
+                f"choose another with LAMBDA_RT_STACK__{name.upper()} or stop that process"
+            )
+
+
+def read_pid(pid_file: Path) -> int | None:
+    """The pid recorded in ``pid_file``, or None."""
+    try:
+        return int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _executable(pid: int) -> str:
+    """The binary a pid runs (servers may rewrite their argv, not their exe)."""
+    try:
+        return os.path.realpath(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+def running_pid(pid_file: Path, executable: str) -> int | None:
+    """The pid from ``pid_file`` if that process is alive and runs ``executable``."""
+    pid = read_pid(pid_file)
+    if pid is None:
+        return None
+    if _executable(pid) != os.path.realpath(executable):
+        return None
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return None
+    return pid
+
+
+def spawn(
+    cmd: Sequence[str], *, log_file: Path, pid_file: Path, env: Mapping[str, str] | None = None
+) -> int:
+    """Start ``cmd`` detached, appending its output to ``log_file``; return its pid."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    pid_file.write_text(str(proc.pid))
+    _CHILDREN[proc.pid] = proc
+    return proc.pid
+
+
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout_s: float,
+    service: str,
+    log_file: Path,
+    alive: Callable[[], bool] | None = None,
+) -> None:
+    """Poll ``check`` until it is true; fail naming the log file otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if alive is not None and not alive():
+            raise ServiceStartError(f"{service} exited during start-up; see its log: {log_file}")
+        time.sleep(0.05)
+    raise ServiceStartError(
+        f"{service} did not answer within {timeout_s:.0f} s; see its log: {log_file}"
+    )
+
+
+def stop(pid_file: Path, executable: str, *, timeout_s: float = 15.0) -> bool:
+    """SIGTERM the recorded process, SIGKILL it after ``timeout_s``; True if it ran."""
+    pid = running_pid(pid_file, executable)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and running_pid(pid_file, executable):
+        _reap(pid)
+        time.sleep(0.05)
+    if running_pid(pid_file, executable):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+        _reap(pid)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect a child's exit status when we are its parent (tests start servers)."""
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]

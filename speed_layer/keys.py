@@ -1,0 +1,161 @@
+"""The speed view's Redis key layout: the one module serving imports to read it.
+
+It only builds key names and bucket boundaries; it imports nothing of the
+speed layer's runtime (no Kafka, no streamz, no Redis client), so
+``serving`` can depend on it (ARCHITECTURE.md: serving may import the read
+side of a layer, never its runtime).
+
+Every key starts with ``settings.redis.key_prefix`` (``P`` below). Buckets are
+by event time (UTC) and named by their start in epoch seconds ``B``; ``G`` is
+the granularity, ``m`` (minute) or ``h`` (hour). Day is derived by summing the
+24 hour buckets (additive metrics) or by ``PFCOUNT`` over the 24 hour HLL keys
+(a union, which is how HyperLogLog merges).
+
+==========================================  ======  =====================================
+key                                         type    content
+==========================================  ======  =====================================
+``P:agg:G:B:events``                        hash    ``"{store_id}:{event_type}"`` -> count
+``P:agg:G:B:orders``                        hash    ``"{store_id}"`` -> count of order_placed
+``P:agg:G:B:revenue``                       hash    ``"{store_id}"`` -> sum amount_cents (order_placed)
+``P:agg:G:B:refunds``                       hash    ``"{store_id}"`` -> sum amount_cents (refund)
+``P:agg:G:B:payment_failures``              hash    ``"{store_id}"`` -> count payment status=failed
+``P:agg:G:B:inventory_delta``               hash    ``"{store_id}:{product_id}"`` -> sum delta
+``P:hll:G:B``                               HLL     customer_id of every valid event
+``P:hll:G:B:t:{event_type}``                HLL     customer_id per event type
+``P:hll:h:B:s:{store_id}``                  HLL     customer_id per store (hour only)
+``P:offsets``                               hash    ``"{partition}"`` -> next offset to apply
+``P:meta``                                  hash    counters and watermarks (``META_*``)
+==========================================  ======  =====================================
+
+Why this layout:
+
+* One hash per (granularity, bucket, metric) with the store in the field: a
+  serving read of one metric per store over 24 h is 24 ``HGETALL`` of at most
+  ``stores`` fields each, pipelined in one round trip.
+* HyperLogLog keys are bounded per micro-batch: a batch touches
+  ``minutes x (1 + event types)`` minute keys and ``hours x (1 + event types
+  + stores)`` hour keys, so a 20,000-event batch spread over 10 minutes and
+  1,000 stores costs about 1,100 ``PFADD`` calls, not one per event. Per-store
+  distinct counts exist at hour granularity only: a per-(minute, store) HLL
+  would be ~60,000 keys an hour (hundreds of MB over the retention) for a
+  figure nobody reads at that resolution. Minute uniques exist overall and
+  per event type.
+* Every bucket key gets ``EXPIRE retention`` at each write, so memory is
+  bounded by what was written in the last ``retention_hours`` (default 48 h),
+  and an event that arrives late (but inside the accepted 7-day window) still
+  lands in its own bucket. ``P:offsets`` and ``P:meta`` never expire: they are
+  the exactly-once state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "ADDITIVE_METRICS",
+    "GRANULARITIES",
+    "META_BATCHES",
+    "META_EVENTS",
+    "META_LAST_APPLIED_MS",
+    "META_MAX_EVENT_TS",
+    "META_MESSAGES",
+    "Granularity",
+    "SpeedKeys",
+    "bucket_start_s",
+    "bucket_width_s",
+]
+
+Granularity = Literal["minute", "hour", "day"]
+
+GRANULARITIES: tuple[str, ...] = ("m", "h")
+"""Granularities maintained in Redis: minute and hour (day is derived)."""
+
+ADDITIVE_METRICS: tuple[str, ...] = (
+    "events",
+    "orders",
+    "revenue",
+    "refunds",
+    "payment_failures",
+    "inventory_delta",
+)
+"""Metrics stored as hash increments; ``unique_customers`` lives in HLL keys."""
+
+_WIDTH_S = {"m": 60, "h": 3600, "minute": 60, "hour": 3600, "day": 86_400}
+
+META_LAST_APPLIED_MS = "last_applied_ms"
+META_MAX_EVENT_TS = "max_event_ts"
+META_BATCHES = "batches"
+META_EVENTS = "events"
+META_MESSAGES = "messages"
+
+
+def bucket_width_s(granularity: str) -> int:
+    """Width of a bucket in seconds (``m``/``minute``, ``h``/``hour``, ``day``)."""
+    try:
+        return _WIDTH_S[granularity]
+    except KeyError as exc:
+        raise ValueError(f"unknown granularity {granularity!r}: use minute, hour or day") from exc
+
+
+def bucket_start_s(ts_ms: int, granularity: str) -> int:
+    """Start (epoch seconds, UTC) of the bucket holding event time ``ts_ms``."""
+    width = bucket_width_s(granularity)
+    return (ts_ms // 1000 // width) * width
+
+
+@dataclass(frozen=True)
+class SpeedKeys:
+    """Key names under one prefix (``settings.redis.key_prefix``)."""
+
+    prefix: str
+
+    @property
+    def offsets(self) -> str:
+        """Hash: partition -> next offset already applied (the exactly-once state)."""
+        return f"{self.prefix}:offsets"
+
+    @property
+    def meta(self) -> str:
+        """Hash: counters (``messages``, ``events``, ``batches``, ``dlq:{reason}``,
+        ``shed:{event_type}``) and watermarks (``last_applied_ms``, ``max_event_ts``)."""
+        return f"{self.prefix}:meta"
+
+    def agg(self, granularity: str, bucket_s: int, metric: str) -> str:
+        """Hash of one additive metric in one bucket (fields: see module docstring)."""
+        return f"{self.prefix}:agg:{_short(granularity)}:{bucket_s}:{metric}"
+
+    def hll(self, granularity: str, bucket_s: int) -> str:
+        """HyperLogLog of every customer seen in a bucket."""
+        return f"{self.prefix}:hll:{_short(granularity)}:{bucket_s}"
+
+    def hll_event_type(self, granularity: str, bucket_s: int, event_type: str) -> str:
+        """HyperLogLog of the customers of one event type in a bucket."""
+        return f"{self.prefix}:hll:{_short(granularity)}:{bucket_s}:t:{event_type}"
+
+    def hll_store(self, bucket_s: int, store_id: int) -> str:
+        """HyperLogLog of one store's customers in an hour bucket (hour only)."""
+        return f"{self.prefix}:hll:h:{bucket_s}:s:{store_id}"
+
+    def buckets(self, granularity: Granularity, start_s: int, end_s: int) -> list[int]:
+        """Bucket starts covering ``[start_s, end_s)`` at ``granularity``.
+
+        ``day`` returns hour buckets (days are read as their 24 hours).
+        """
+        g = "hour" if granularity == "day" else granularity
+        width = bucket_width_s(g)
+        first = (start_s // width) * width
+        return list(range(first, end_s, width))
+
+    def agg_keys(self, granularity: str, buckets: Iterable[int], metric: str) -> list[str]:
+        """The hash keys of ``metric`` for ``buckets``, in order (for a pipeline)."""
+        return [self.agg(granularity, b, metric) for b in buckets]
+
+
+def _short(granularity: str) -> str:
+    if granularity in ("m", "minute"):
+        return "m"
+    if granularity in ("h", "hour"):
+        return "h"
+    raise ValueError(f"granularity {granularity!r} is not stored in Redis: use minute or hour")

@@ -1,0 +1,268 @@
+"""The speed layer's streamz operators, one per step of the micro-batch path.
+
+Each is a ``Stream`` subclass registered with ``Stream.register_api()``; its
+``update`` does the step for a whole batch with array operations and emits
+the result synchronously, so one batch flows from the source to the commit
+before the next is consumed:
+
+``validate_events`` (RawBatch -> CheckedBatch) -> ``dead_letters`` (DLQ, then
+pass on) -> ``shed_events`` (drop low-priority types under sustained lag) ->
+``aggregate_batch`` (-> (CheckedBatch, BatchDelta)) -> ``apply_redis`` (one
+atomic Lua call; on a replay, drop the rows Redis already holds and retry) ->
+``commit_offsets`` (Kafka commit, a resume hint).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from streamz import Stream
+
+from lambda_rt.dlq import DeadLetterWriter
+from lambda_rt.events.validate import TimeWindow, validate_batch
+from speed_layer.aggregate import BatchDelta, aggregate
+from speed_layer.batch import AppliedBatch, CheckedBatch, RawBatch
+from speed_layer.keys import SpeedKeys
+from speed_layer.metrics import SpeedMetrics
+from speed_layer.redis_apply import BatchApplier
+from speed_layer.source import LagTracker, from_speed_kafka
+
+__all__ = [
+    "LoadShedder",
+    "aggregate_batch",
+    "apply_redis",
+    "commit_offsets",
+    "dead_letters",
+    "shed_events",
+    "validate_events",
+]
+
+
+@Stream.register_api()
+class validate_events(Stream):  # noqa: N801 - streamz names nodes like functions
+    """Decode and validate a RawBatch against the schema registry (vectorised)."""
+
+    def __init__(self, upstream: Stream, window: TimeWindow, **kwargs: Any) -> None:
+        self.window = window
+        super().__init__(upstream, **kwargs)
+
+    def update(self, x: RawBatch, who: Any = None, metadata: Any = None) -> Any:
+        checked = validate_batch(x.values, now_ms=int(time.time() * 1000), window=self.window)
+        reasons: Counter[str] = Counter(str(r.reason) for r in checked.rejects)
+        out = CheckedBatch(
+            raw=x,
+            table=checked.table,
+            rows=np.asarray(checked.indices, dtype=np.int64),
+            rejects=list(checked.rejects),
+            dlq_by_reason=reasons,
+        )
+        return self._emit(out, metadata=metadata)
+
+
+@Stream.register_api()
+class dead_letters(Stream):  # noqa: N801
+    """Send the batch's rejects to the DLQ and wait for the broker's ack.
+
+    Flushed before the batch is applied, so a crash repeats a dead letter
+    rather than losing it (see ``lambda_rt.dlq``).
+    """
+
+    def __init__(self, upstream: Stream, writer: DeadLetterWriter, **kwargs: Any) -> None:
+        self.writer = writer
+        super().__init__(upstream, **kwargs)
+
+    def update(self, x: CheckedBatch, who: Any = None, metadata: Any = None) -> Any:
+        if x.rejects:
+            raw = x.raw
+            self.writer.send(x.rejects, raw.values, raw.partitions, raw.offsets, raw.topic)  # type: ignore[arg-type]
+            self.writer.flush()
+        return self._emit(x, metadata=metadata)
+
+
+class LoadShedder:
+    """Decides when the speed path sheds low-priority event types.
+
+    Shedding starts after the lag (either measure of :class:`LagTracker`) has
+    been above its threshold for ``sustain`` consecutive batches and stops
+    after it has been below for ``sustain`` consecutive batches. With no
+    configured types it never sheds. The batch path is not affected.
+    """
+
+    def __init__(
+        self,
+        lag: LagTracker,
+        event_types: tuple[str, ...],
+        *,
+        lag_messages: int,
+        lag_seconds: float,
+        sustain: int = 3,
+    ) -> None:
+        self.lag = lag
+        self.event_types = event_types
+        self.lag_messages = lag_messages
+        self.lag_seconds = lag_seconds
+        self.sustain = sustain
+        self.active = False
+        self._run = 0
+
+    def observe(self) -> bool:
+        """Update with the current lag; True while shedding."""
+        if not self.event_types:
+            return False
+        over = self.lag.seconds > self.lag_seconds or self.lag.messages > self.lag_messages
+        if over != self.active:
+            self._run += 1
+            if self._run >= self.sustain:
+                self.active, self._run = over, 0
+        else:
+            self._run = 0
+        return self.active
+
+
+@Stream.register_api()
+class shed_events(Stream):  # noqa: N801
+    """Drop the shedder's event types from the batch while it is active (counted)."""
+
+    def __init__(self, upstream: Stream, shedder: LoadShedder, **kwargs: Any) -> None:
+        self.shedder = shedder
+        super().__init__(upstream, **kwargs)
+
+    def update(self, x: CheckedBatch, who: Any = None, metadata: Any = None) -> Any:
+        self.shedder.lag.seconds = max(0.0, time.time() - float(x.raw.timestamps_ms.max()) / 1000)
+        if self.shedder.observe() and x.table.num_rows:
+            etype = x.table.column("event_type")
+            drop = pc.is_in(etype, value_set=pa.array(self.shedder.event_types, pa.string()))
+            drop_np = np.asarray(drop.to_numpy(), dtype=bool)
+            if drop_np.any():
+                counts = pc.value_counts(etype.filter(drop)).to_pylist()
+                x.shed_by_type.update({c["values"]: int(c["counts"]) for c in counts})
+                keep = ~drop_np
+                x.table = x.table.filter(pa.array(keep))
+                x.rows = x.rows[keep]
+        return self._emit(x, metadata=metadata)
+
+
+@Stream.register_api()
+class aggregate_batch(Stream):  # noqa: N801
+    """Vectorised group-by of the batch into the Redis delta."""
+
+    def __init__(self, upstream: Stream, keys: SpeedKeys, **kwargs: Any) -> None:
+        self.keys = keys
+        super().__init__(upstream, **kwargs)
+
+    def update(self, x: CheckedBatch, who: Any = None, metadata: Any = None) -> Any:
+        delta = aggregate(
+            x.table,
+            self.keys,
+            partitions=x.raw.partitions,
+            offsets=x.raw.offsets,
+            extra_meta=x.extra_meta(),
+        )
+        return self._emit((x, delta), metadata=metadata)
+
+
+def _drop_applied(x: CheckedBatch, stored: dict[int, int]) -> tuple[CheckedBatch, int]:
+    """The batch without the messages whose offsets Redis already holds."""
+    raw = x.raw
+    limit = np.full(len(raw), -1, dtype=np.int64)
+    for p, off in stored.items():
+        limit[raw.partitions == p] = off
+    keep_raw = raw.offsets >= limit
+    dropped = int((~keep_raw).sum())
+    idx = np.flatnonzero(keep_raw)
+    new_raw = RawBatch(
+        topic=raw.topic,
+        values=[raw.values[i] for i in idx.tolist()],
+        partitions=raw.partitions[idx],
+        offsets=raw.offsets[idx],
+        timestamps_ms=raw.timestamps_ms[idx],
+        consumed_at=raw.consumed_at,
+    )
+    remap = np.full(len(raw), -1, dtype=np.int64)
+    remap[idx] = np.arange(len(idx))
+    keep_rows = keep_raw[x.rows]
+    kept_rejects = [r for r in x.rejects if keep_raw[int(r.index)]]  # type: ignore[attr-defined]
+    checked = CheckedBatch(
+        raw=new_raw,
+        table=x.table.filter(pa.array(keep_rows)),
+        rows=remap[x.rows[keep_rows]],
+        rejects=kept_rejects,
+        dlq_by_reason=Counter(str(r.reason) for r in kept_rejects),  # type: ignore[attr-defined]
+        shed_by_type=x.shed_by_type,  # approximate after a replay: counted by the first applier
+    )
+    return checked, dropped
+
+
+@Stream.register_api()
+class apply_redis(Stream):  # noqa: N801
+    """One atomic Redis write per batch; replays are trimmed, never double counted.
+
+    If Redis already holds part of the batch's offset range (another member
+    applied it after a rebalance, or this process restarted), the rows below
+    the stored offsets are dropped, the rest is re-aggregated and written, and
+    the source skips ahead on those partitions.
+    """
+
+    def __init__(
+        self,
+        upstream: Stream,
+        applier: BatchApplier,
+        keys: SpeedKeys,
+        on_stale: Callable[[dict[int, int]], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.applier = applier
+        self.keys = keys
+        self.on_stale = on_stale
+        super().__init__(upstream, **kwargs)
+
+    def update(self, x: tuple[CheckedBatch, BatchDelta], who: Any = None, metadata: Any = None) -> Any:
+        checked, delta = x
+        replayed = 0
+        for _ in range(100):
+            result = self.applier.apply(delta)
+            if result.applied:
+                break
+            if self.on_stale is not None:
+                self.on_stale(result.stale)
+            checked, dropped = _drop_applied(checked, result.stale)
+            replayed += dropped
+            delta = aggregate(
+                checked.table,
+                self.keys,
+                partitions=checked.raw.partitions,
+                offsets=checked.raw.offsets,
+                extra_meta=checked.extra_meta(),
+            )
+        else:  # pragma: no cover - would need 100 concurrent appliers racing
+            raise RuntimeError("Redis kept rejecting the batch as stale")
+        out = AppliedBatch(checked=checked, delta=delta, applied_at=time.time(), replayed_rows=replayed)
+        return self._emit(out, metadata=metadata)
+
+
+@Stream.register_api()
+class commit_offsets(Stream):  # noqa: N801
+    """Commit the applied batch's offsets to Kafka and record metrics."""
+
+    def __init__(
+        self,
+        upstream: Stream,
+        source: from_speed_kafka,
+        metrics: SpeedMetrics | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.source = source
+        self.metrics = metrics
+        super().__init__(upstream, **kwargs)
+
+    def update(self, x: AppliedBatch, who: Any = None, metadata: Any = None) -> Any:
+        self.source.commit(x.delta.offsets)
+        if self.metrics is not None:
+            self.metrics.record(x, self.source.lag)
+        return self._emit(x, metadata=metadata)

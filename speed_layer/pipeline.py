@@ -1,0 +1,160 @@
+"""Build and run the speed layer: the streamz graph, signals, clean shutdown.
+
+:func:`run_speed` owns the clients (Kafka consumer, DLQ producer, Redis) for
+the life of the run. It runs the whole pipeline on one asyncio loop in the
+calling thread, one micro-batch at a time. SIGTERM/SIGINT set a flag; the
+loop finishes the batch in hand (Redis write, Kafka commit), leaves the
+consumer group and returns. It does not start any server of the stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+
+from streamz import Stream
+
+from lambda_rt.clients.kafka import ensure_topics, make_producer
+from lambda_rt.clients.redis import make_redis
+from lambda_rt.config import Settings
+from lambda_rt.dlq import DeadLetterWriter
+from lambda_rt.events.validate import TimeWindow
+from speed_layer import nodes  # noqa: F401 - registers the operators on Stream
+from speed_layer.batch import AppliedBatch
+from speed_layer.keys import SpeedKeys
+from speed_layer.metrics import SpeedMetrics
+from speed_layer.nodes import LoadShedder
+from speed_layer.redis_apply import BatchApplier, stored_offsets
+from speed_layer.source import from_speed_kafka
+
+__all__ = ["RunReport", "SpeedPipeline", "run_speed"]
+
+
+@dataclass
+class RunReport:
+    """What one run did (also in Prometheus when a port is set)."""
+
+    messages: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    shed: int = 0
+    batches: int = 0
+    replayed: int = 0
+    seconds: float = 0.0
+    dlq_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, b: AppliedBatch) -> None:
+        self.messages += len(b.checked.raw)
+        self.events += b.delta.events
+        self.dead_letters += len(b.checked.rejects)
+        self.shed += sum(b.checked.shed_by_type.values())
+        self.batches += 1
+        self.replayed += b.replayed_rows
+        for r, n in b.checked.dlq_by_reason.items():
+            self.dlq_by_reason[r] = self.dlq_by_reason.get(r, 0) + n
+
+
+class SpeedPipeline:
+    """The streamz graph of one speed-layer process, wired to its clients."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        until_idle_s: float | None = None,
+        metrics: SpeedMetrics | None = None,
+        on_applied: Callable[[AppliedBatch], None] | None = None,
+    ) -> None:
+        speed = settings.speed
+        self.settings = settings
+        self.keys = SpeedKeys(settings.redis.key_prefix)
+        self.redis = make_redis(settings.redis)
+        self.producer = make_producer(settings.kafka, **{"linger.ms": 2})
+        self.report = RunReport()
+        self.metrics = metrics
+        applier = BatchApplier(self.redis, self.keys, retention_s=speed.retention_hours * 3600)
+        self.source = from_speed_kafka(
+            settings,
+            lambda: stored_offsets(self.redis, self.keys),
+            until_idle_s=until_idle_s,
+            asynchronous=True,
+        )
+        self.shedder = LoadShedder(
+            self.source.lag,
+            tuple(speed.shed_event_types),
+            lag_messages=speed.shed_lag_threshold,
+            lag_seconds=speed.shed_lag_seconds,
+        )
+        window = TimeWindow(max_age_ms=speed.max_event_age_ms, max_future_ms=speed.max_event_future_ms)
+        applied = (
+            self.source.validate_events(window)
+            .dead_letters(DeadLetterWriter(self.producer, settings.kafka.dlq_topic))
+            .shed_events(self.shedder)
+            .aggregate_batch(self.keys)
+            .apply_redis(applier, self.keys, on_stale=self.source.seek_past)
+            .commit_offsets(self.source, metrics)
+        )
+        self._sinks = [applied.sink(self.report.add)]
+        if on_applied is not None:
+            self._sinks.append(applied.sink(on_applied))
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit, then stop (safe from a signal handler)."""
+        self.source.stop()
+
+    async def _run(self) -> None:
+        await self.source.run_until_stopped()
+
+    def run(self) -> RunReport:
+        """Run until stopped or idle; returns what was done."""
+        t0 = time.monotonic()
+        try:
+            asyncio.run(self._run())
+        finally:
+            self.producer.flush(10)
+            self.redis.close()
+        self.report.seconds = time.monotonic() - t0
+        return self.report
+
+
+@contextmanager
+def _stop_on_signals(pipeline: SpeedPipeline) -> Iterator[None]:
+    def _handler(_signum: int, _frame: FrameType | None) -> None:
+        pipeline.stop()
+
+    previous = {s: signal.signal(s, _handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run_speed(
+    settings: Settings,
+    *,
+    until_idle_s: float | None = None,
+    metrics_port: int | None = None,
+    handle_signals: bool = True,
+    on_applied: Callable[[AppliedBatch], None] | None = None,
+) -> RunReport:
+    """Run the speed layer until SIGTERM/SIGINT, or until idle for ``until_idle_s``.
+
+    Creates the topics if missing. ``metrics_port`` (else
+    ``settings.speed.metrics_port``) exposes Prometheus metrics.
+    """
+    ensure_topics(settings.kafka)
+    metrics = SpeedMetrics()
+    port = metrics_port if metrics_port is not None else settings.speed.metrics_port
+    if port is not None:
+        metrics.serve(port)
+    pipeline = SpeedPipeline(settings, until_idle_s=until_idle_s, metrics=metrics, on_applied=on_applied)
+    if not handle_signals:
+        return pipeline.run()
+    with _stop_on_signals(pipeline):
+        return pipeline.run()

@@ -1,0 +1,168 @@
+"""Session fixtures: the real embedded stack on free ports, chDB, isolation helpers.
+
+One S3 server, one broker (stored in that S3) and one Redis are started for the
+whole session in a temporary state dir, exactly as ``lambda-rt up`` starts them,
+and stopped at the end. Tests isolate themselves with per-test topics, Redis key
+prefixes, consumer groups and ClickHouse databases (``isolated`` fixture). If a
+server cannot start, the session fails with the server's log file named: no test
+skips silently because a service is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lambda_rt.clients.clickhouse import Client, open_clickhouse
+from lambda_rt.clients.kafka import ensure_topics
+from lambda_rt.config import Settings, load_settings
+from lambda_rt.stack import launcher
+
+GRPC_OFFSET = 10_000
+
+
+def _free_port(taken: set[int]) -> int:
+    """A port free now whose +10000 twin is free too (SeaweedFS gRPC)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port in taken or port + GRPC_OFFSET > 65535 or port + GRPC_OFFSET in taken:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + GRPC_OFFSET))
+            except OSError:
+                continue
+        taken.update({port, port + GRPC_OFFSET})
+        return port
+    raise RuntimeError("no free port pair found")
+
+
+def stack_env(state_dir: Path) -> dict[str, str]:
+    """Environment variables that bind a subprocess to the test stack."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDA_RT_")}
+    env["LAMBDA_RT_STATE_DIR"] = str(state_dir)
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The real embedded stack, started once per session on free ports."""
+    state_dir = tmp_path_factory.mktemp("stack")
+    taken: set[int] = set()
+    # SeaweedFS' admin server takes master port + 1 (and its gRPC twin).
+    master = _free_port(taken)
+    while not _port_pair_free(master + 1, taken):
+        master = _free_port(taken)
+    taken.update({master + 1, master + 1 + GRPC_OFFSET})
+    ports = {
+        "kafka_port": _free_port(taken),
+        "redis_port": _free_port(taken),
+        "s3_port": _free_port(taken),
+        "s3_master_port": master,
+        "s3_volume_port": _free_port(taken),
+        "s3_filer_port": _free_port(taken),
+    }
+    base = load_settings(state_dir=state_dir, stack=ports)
+    # Persist the ports so CLI subprocesses started with --state-dir find them.
+    launcher.up(base)
+    settings = load_settings(state_dir=state_dir)
+    try:
+        yield settings
+    finally:
+        launcher.down(settings)
+
+
+def _port_pair_free(port: int, taken: set[int]) -> bool:
+    if port in taken or port + GRPC_OFFSET in taken or port + GRPC_OFFSET > 65535:
+        return False
+    for p in (port, port + GRPC_OFFSET):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+    return True
+
+
+@dataclass(frozen=True)
+class Isolated:
+    """One test's slice of the shared stack: its own topics, keys and groups."""
+
+    settings: Settings
+    env: dict[str, str]  # for CLI subprocesses: same slice through LAMBDA_RT_* variables
+    tag: str
+
+
+@pytest.fixture
+def isolated(
+    stack_settings: Settings, chdb_settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> Isolated:
+    """Settings with a unique topic, DLQ, consumer groups, Redis prefix and CH database.
+
+    In this process ClickHouse is the session's chDB engine (one per process);
+    CLI subprocesses get their own chDB directory under ``tmp_path`` through
+    ``env``, since a second process cannot open the session's.
+    """
+    tag = f"t{uuid.uuid4().hex[:10]}"
+    partitions = getattr(request, "param", None) or stack_settings.kafka.partitions
+    s = stack_settings
+    settings = s.model_copy(
+        update={
+            "kafka": s.kafka.model_copy(
+                update={"topic": f"events-{tag}", "dlq_topic": f"events-{tag}.dlq", "partitions": partitions}
+            ),
+            "redis": s.redis.model_copy(update={"key_prefix": tag}),
+            "speed": s.speed.model_copy(update={"group": f"speed-{tag}"}),
+            "batch": s.batch.model_copy(update={"ingest_group": f"ingest-{tag}"}),
+            "clickhouse": s.clickhouse.model_copy(
+                update={"database": tag, "dsn": chdb_settings.clickhouse_dsn}
+            ),
+            "s3": s.s3.model_copy(update={"bucket": f"lrt-{tag}"}),
+        }
+    )
+    ensure_topics(settings.kafka)
+    env = stack_env(s.state_dir)
+    env.update(
+        {
+            "LAMBDA_RT_KAFKA__TOPIC": settings.kafka.topic,
+            "LAMBDA_RT_KAFKA__DLQ_TOPIC": settings.kafka.dlq_topic,
+            "LAMBDA_RT_KAFKA__PARTITIONS": str(partitions),
+            "LAMBDA_RT_REDIS__KEY_PREFIX": tag,
+            "LAMBDA_RT_SPEED__GROUP": settings.speed.group,
+            "LAMBDA_RT_BATCH__INGEST_GROUP": settings.batch.ingest_group,
+            "LAMBDA_RT_CLICKHOUSE__DATABASE": tag,
+            "LAMBDA_RT_CLICKHOUSE__DSN": f"chdb://{tmp_path / 'clickhouse'}",
+            "LAMBDA_RT_S3__BUCKET": settings.s3.bucket,
+        }
+    )
+    return Isolated(settings=settings, env=env, tag=tag)
+
+
+@pytest.fixture(scope="session")
+def chdb_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings whose embedded ClickHouse lives in one session-wide directory.
+
+    chDB allows one data directory per process: every test in this process
+    shares it and isolates itself with its own database (``clickhouse``).
+    """
+    state_dir = tmp_path_factory.mktemp("chdb-state")
+    return load_settings(state_dir=state_dir)
+
+
+@pytest.fixture
+def clickhouse(chdb_settings: Settings) -> Iterator[Client]:
+    """A client on the session's chDB engine, using a fresh database."""
+    db = f"t{uuid.uuid4().hex[:10]}"
+    client = open_clickhouse(chdb_settings, database=db)
+    try:
+        yield client
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS `{db}`")

@@ -1,0 +1,83 @@
+"""Speed-layer fixtures: read the speed view back from Redis, produce raw values.
+
+``speed_view`` turns the Redis keys (``speed_layer.keys``) into per-metric
+pandas frames at minute granularity, in the same shape as the oracle's, so
+tests compare every metric with ``lambda_rt.testing``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import pandas as pd
+import pytest
+import redis
+
+from lambda_rt.clients.kafka import make_producer
+from lambda_rt.clients.redis import make_redis
+from lambda_rt.config import Settings
+from speed_layer.keys import SpeedKeys
+
+
+def _hash_frames(client: redis.Redis, prefix: str, gran: str) -> dict[str, pd.DataFrame]:
+    """Every additive metric's hash fields under ``prefix`` at ``gran`` as frames."""
+    rows: dict[str, list[tuple[int, str, int]]] = {}
+    for key in client.scan_iter(match=f"{prefix}:agg:{gran}:*", count=1000):
+        _, _, _, bucket, metric = key.decode().split(":")
+        for f, v in client.hgetall(key).items():
+            rows.setdefault(metric, []).append((int(bucket), f.decode(), int(v)))
+    frames: dict[str, pd.DataFrame] = {}
+    for metric, data in rows.items():
+        df = pd.DataFrame(data, columns=["bucket_s", "field", "value"])
+        parts = df["field"].str.split(":", expand=True)
+        df["store_id"] = parts[0].astype("int64")
+        if metric == "events":
+            df["event_type"] = parts[1]
+        elif metric == "inventory_delta":
+            df["product_id"] = parts[1].astype("int64")
+        frames[metric] = df.drop(columns=["field"])
+    return frames
+
+
+def speed_view(settings: Settings, gran: str = "m") -> dict[str, pd.DataFrame]:
+    """The additive metrics in Redis for ``settings.redis.key_prefix``."""
+    client = make_redis(settings.redis)
+    try:
+        return _hash_frames(client, settings.redis.key_prefix, gran)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_client(isolated) -> Iterator[redis.Redis]:  # type: ignore[no-untyped-def]
+    client = make_redis(isolated.settings.redis)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def keys(isolated) -> SpeedKeys:  # type: ignore[no-untyped-def]
+    return SpeedKeys(isolated.settings.redis.key_prefix)
+
+
+@pytest.fixture
+def produce(isolated) -> Callable[[Sequence[bytes]], None]:  # type: ignore[no-untyped-def]
+    """Produce raw values (key = None) to the test's topic and wait for acks."""
+    producer = make_producer(isolated.settings.kafka)
+
+    def _produce(values: Sequence[bytes]) -> None:
+        for v in values:
+            while True:
+                try:
+                    producer.produce(isolated.settings.kafka.topic, value=v)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        assert producer.flush(30) == 0
+
+    return _produce
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
