@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
@@ -27,6 +28,11 @@ class TopicContents:
     values: list[bytes] = field(default_factory=list)
     headers: list[dict[str, bytes]] = field(default_factory=list)
     per_partition: dict[int, int] = field(default_factory=dict)
+
+
+def _headers(raw: Any) -> dict[str, bytes]:
+    """Message headers as a dict (a repeated header keeps its last value)."""
+    return {str(pair[0]): bytes(pair[1] or b"") for pair in (raw or [])}
 
 
 def read_topic(
@@ -54,10 +60,12 @@ def read_topic(
                 continue
             last = time.monotonic()
             for m in good:
-                out.per_partition[m.partition()] += 1
+                partition = m.partition()
+                if partition is not None:
+                    out.per_partition[partition] += 1
                 if keep_values:
-                    out.values.append(m.value())
-                    out.headers.append({k: v for k, v in (m.headers() or [])})
+                    out.values.append(m.value() or b"")
+                    out.headers.append(_headers(m.headers()))
             if on_batch:
                 on_batch(len(good))
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -21,10 +22,17 @@ def register(app: typer.Typer) -> None:
     def generate(
         ctx: typer.Context,
         events: int = typer.Option(..., "--events", help="How many messages to produce."),
-        rate: float | None = typer.Option(None, "--rate", help="Messages per second (default: as fast as possible)."),
+        rate: float | None = typer.Option(
+            None, "--rate", help="Messages per second (default: as fast as possible)."
+        ),
         seed: int = typer.Option(42, "--seed", help="Random seed: same seed, same events."),
-        bad_fraction: float = typer.Option(0.0, "--bad-fraction", help="Fraction of malformed messages (0..1)."),
-        span_minutes: float = typer.Option(10.0, "--span-minutes", help="Event times spread over the last N minutes."),
+        bad_fraction: float = typer.Option(
+            0.0, "--bad-fraction", help="Fraction of malformed messages (0..1)."
+        ),
+        span_minutes: float = typer.Option(
+            10.0, "--span-minutes", help="Event times spread over N minutes before --end."
+        ),
+        end: str | None = typer.Option(None, "--end", help="Latest event time, ISO-8601 UTC [default: now]."),
         out: Path | None = typer.Option(None, "--out", help="Also write the values as JSON lines here."),
         no_kafka: bool = typer.Option(False, "--no-kafka", help="Only write --out; produce nothing."),
     ) -> None:
@@ -43,9 +51,12 @@ def register(app: typer.Typer) -> None:
             raise usage_error("--span-minutes must be positive")
         if no_kafka and out is None:
             raise usage_error("--no-kafka needs --out")
+        end_ms = _parse_end_ms(end)
         settings = settings_of(ctx)
         gen = EventGenerator(
-            GeneratorConfig(seed=seed, bad_fraction=bad_fraction, span_ms=int(span_minutes * 60_000))
+            GeneratorConfig(
+                seed=seed, bad_fraction=bad_fraction, span_ms=int(span_minutes * 60_000), end_ms=end_ms
+            )
         )
         console = Console(stderr=True)
         batches = gen.iter_batches(events, batch_size=min(10_000, events))
@@ -72,3 +83,16 @@ def register(app: typer.Typer) -> None:
             f"{settings.kafka.bootstrap} in {report.seconds:.1f} s ({report.rate:,.0f}/s)"
             + (f"; wrote {out}" if out else "")
         )
+
+
+def _parse_end_ms(text: str | None) -> int | None:
+    """``--end`` as epoch ms; naive times are UTC."""
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise usage_error(f"--end: cannot parse {text!r} as an ISO-8601 time") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)

@@ -7,12 +7,20 @@ import time (ARCHITECTURE.md: dependencies flow one way).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import typer
 
-from lambda_rt.cli import generate_command, layer_commands, speed_command, stack_commands
+from lambda_rt.cli import (
+    batch_commands,
+    generate_command,
+    layer_commands,
+    serve_commands,
+    speed_command,
+    stack_commands,
+)
 from lambda_rt.cli.context import CliContext
 from lambda_rt.cli.errors import run_cli
 
@@ -45,9 +53,20 @@ stack_commands.register(app)
 generate_command.register(app)
 layer_commands.register(app)
 speed_command.register(app)
+batch_commands.register(app)
+serve_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     command = typer.main.get_command(app)
-    sys.exit(run_cli(command, argv if argv is not None else sys.argv[1:]))
+    code = run_cli(command, argv if argv is not None else sys.argv[1:])
+    if "chdb" in sys.modules:
+        # The embedded ClickHouse engine's own teardown at interpreter exit is
+        # fragile (it logs a shutdown error and has crashed with SIGSEGV after a
+        # clean stop). Every command has closed and flushed its work by now, so
+        # leave without running that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

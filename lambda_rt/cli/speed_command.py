@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
             None, "--until-idle", help="Exit 0 after SECONDS without a new message (tests, scripts)."
         ),
         metrics_port: int | None = typer.Option(
-            None, "--metrics-port", help="Serve Prometheus metrics on this port [default: speed.metrics_port]."
+            None,
+            "--metrics-port",
+            help="Serve Prometheus metrics on this port [default: speed.metrics_port].",
         ),
     ) -> None:
         """Run the speed layer: Kafka -> validate -> aggregates in Redis (exactly-once)."""

@@ -31,9 +31,7 @@ def register(app: typer.Typer) -> None:
     def down(ctx: typer.Context) -> None:
         """Stop the servers this state dir started."""
         stopped = launcher.down(settings_of(ctx))
-        Console(stderr=True).print(
-            f"stopped: {', '.join(stopped)}" if stopped else "nothing was running"
-        )
+        Console(stderr=True).print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
     @app.command()
     def status(

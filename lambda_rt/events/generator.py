@@ -126,9 +126,7 @@ class EventGenerator:
         self.emitted += n
         return out
 
-    def iter_batches(
-        self, total: int, batch_size: int = 10_000
-    ) -> Iterator[list[tuple[bytes, bytes]]]:
+    def iter_batches(self, total: int, batch_size: int = 10_000) -> Iterator[list[tuple[bytes, bytes]]]:
         """``total`` events in batches of ``batch_size`` (the last may be smaller)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -269,7 +267,10 @@ def _formats(seed: int) -> list[tuple[bytes, tuple[str, ...]]]:
             (*common, "order_ref", "amount", "status", "method"),
         ),
         "refund": (person + order + "}", (*common, "order_ref", "amount")),
-        "inventory_update": ('"customer_id":0,"product_id":%d,"delta":%d}', ("ts", "store", "product", "delta")),
+        "inventory_update": (
+            '"customer_id":0,"product_id":%d,"delta":%d}',
+            ("ts", "store", "product", "delta"),
+        ),
     }
     out = []
     for name in EVENT_TYPES:

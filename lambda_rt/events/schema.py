@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import pairwise
 from types import MappingProxyType
 
 import pyarrow as pa
@@ -205,11 +206,11 @@ class SchemaRegistry:
         if not ordered:
             raise ValueError("a schema registry needs at least one version")
         numbers = [v.version for v in ordered]
-        if numbers[0] < 1 or any(b <= a for a, b in zip(numbers, numbers[1:], strict=False)):
+        if numbers[0] < 1 or any(b <= a for a, b in pairwise(numbers)):
             raise ValueError(f"schema versions must be >= 1 and increasing, got {numbers}")
         for version in ordered:
             _check_columns(version)
-        for old, new in zip(ordered, ordered[1:], strict=False):
+        for old, new in pairwise(ordered):
             _check_evolution(old, new)
         self._versions = ordered
 

@@ -4,15 +4,18 @@
 the valid events (:data:`EVENT_SCHEMA`, input order) plus one :class:`Reject`
 per bad message. It does not talk to Kafka, write the DLQ or aggregate.
 
-How it stays fast: all values are joined with newlines and parsed in one
-``pyarrow.json`` call (the fast path); the rules then run as array operations.
-Values where pyarrow's JSON dialect differs from strict JSON (NaN/Infinity
-tokens, bad UTF-8, deep nesting, not one ``{...}`` object) are screened out
-before the read and decoded one by one with orjson (the slow path). If the
-read still fails (a wrong JSON type), a second vectorised screen removes the
-likely culprits and the read is retried once; after that the whole batch takes
-the slow path. Both paths feed the same vectorised rule checks, so they agree
-on every input (a property test holds them to it).
+How it stays fast: all values are joined with newlines and parsed by one
+``pyarrow.json`` read (the fast path); the rules then run as array operations.
+Lines where pyarrow's JSON dialect differs from strict JSON (NaN/Infinity
+tokens, bad UTF-8, deep nesting, not exactly one ``{...}`` object) are screened
+out before the read and decoded one by one with orjson (the slow path); their
+places in the read hold ``{}``. A wrong JSON type in a known field makes the
+whole read fail, so after a failure (or up front, when the screen already found
+bad lines) a vectorised scan takes out likely culprits, and pyarrow's error
+message names more (the text it could not convert, the row it stopped at);
+after at most ``_MAX_READS`` reads the whole batch takes the slow path. Both
+paths feed the same vectorised rule checks, so they agree on every input (a
+property test holds them to it).
 
 Rules, checked in this order (the first failure is the reason):
 
@@ -61,7 +64,6 @@ from lambda_rt.events.schema import (
 )
 
 __all__ = [
-    "DEFAULT_WINDOW",
     "Reject",
     "TimeWindow",
     "ValidatedBatch",
@@ -74,11 +76,16 @@ _POS = {name: i for i, name in enumerate(_COLUMNS)}
 _IS_INT = tuple(pa.types.is_integer(f.type) for f in EVENT_SCHEMA)
 _PARSE_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in EVENT_SCHEMA])  # all nullable
 _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_PARSE_SCHEMA, unexpected_field_behavior="ignore")
-_BLOCK_SIZE = 1 << 20  # measured best with use_threads on 2 cores (single block: 2x slower)
-_USE_THREADS = True
+_BLOCK_SIZE = 1 << 20  # measured: 1 MiB blocks beat one big block by ~25%
+_USE_THREADS = False  # threads: +15-35% on a quiet 2-core box, slower under contention
 _PLACEHOLDER = b"{}"  # stands in for slow-path lines so fast rows stay aligned
 _MAX_BRACKETS = 512  # lines with more go slow: orjson stops at depth 1024
 _NAN_INF = re.compile(rb"NaN|Inf")  # RapidJSON accepts NaN/Inf/Infinity, JSON does not
+# one literal first byte each, so that re scans them fast (an alternation is 20x slower)
+_SUSPECT_PATTERNS = (re.compile(rb"\.[0-9]"), re.compile(rb"\}[{ \t\r]"))
+_CONVERT_ERROR = re.compile(r"couldn't parse:(\S+)")
+_ROW_ERROR = re.compile(r" in row (\d+)")
+_MAX_READS = 4
 _NOT_JSON = object()
 _CODES = (None, *Reason)  # int8 reason code k <-> _CODES[k]; 0 = valid, -1 = slow-path reject
 
@@ -127,14 +134,11 @@ class TimeWindow:
             raise ValueError(f"TimeWindow bounds must be >= 0, got {self}")
 
 
-DEFAULT_WINDOW = TimeWindow()
-
-
 def validate_batch(
     values: Sequence[bytes],
     *,
     now_ms: int,
-    window: TimeWindow = DEFAULT_WINDOW,
+    window: TimeWindow = TimeWindow(),
     registry: SchemaRegistry = REGISTRY,
 ) -> ValidatedBatch:
     """Validate raw message values in one vectorised pass (see the module rules).
@@ -147,9 +151,7 @@ def validate_batch(
         registry: schema versions; every row is checked against the latest.
     """
     vals = _as_bytes(values)
-    if not vals:
-        return _check(_slow_parse(vals, np.arange(0)), {}, now_ms, window, registry.latest)
-    table, slow = _fast_parse(vals)
+    table, slow = _fast_parse(vals) if vals else (None, np.arange(0))
     return _finish(vals, table, slow, now_ms, window, registry)
 
 
@@ -157,7 +159,7 @@ def validate_batch_slow(
     values: Sequence[bytes],
     *,
     now_ms: int,
-    window: TimeWindow = DEFAULT_WINDOW,
+    window: TimeWindow = TimeWindow(),
     registry: SchemaRegistry = REGISTRY,
 ) -> ValidatedBatch:
     """Same contract as :func:`validate_batch`, decoding every value with orjson.
@@ -170,7 +172,7 @@ def validate_batch_slow(
 
 def _as_bytes(values: Sequence[bytes]) -> list[bytes]:
     vals = list(values)
-    if not all(type(v) is bytes for v in vals):
+    if set(map(type, vals)) - {bytes}:
         vals = [b"" if v is None else bytes(v) for v in vals]
     return vals
 
@@ -184,15 +186,14 @@ def _finish(
     registry: SchemaRegistry,
 ) -> ValidatedBatch:
     pre: dict[int, Reject] = {}
-    if len(slow):
+    if table is None:  # then every line is slow
+        table = _slow_parse(vals, slow, pre)
+    elif len(slow):
         slow_table = _slow_parse(vals, slow, pre)
-        if table is None:
-            table = slow_table
-        else:
+        if len(pre) < len(slow):  # else every slow row is all-null, like its placeholder
             order = np.arange(len(vals))
             order[slow] = len(vals) + np.arange(len(slow))
             table = pa.concat_tables([table, slow_table]).take(order)
-    assert table is not None
     return _check(table, pre, now_ms, window, registry.latest)
 
 
@@ -208,16 +209,52 @@ def _fast_parse(vals: list[bytes]) -> tuple[pa.Table | None, np.ndarray]:
     np.cumsum(lens[:-1] + 1, out=starts[1:])
     buf = np.frombuffer(data, np.uint8)
     slow = _prescreen(vals, data, buf, lens, starts)
-    if slow.all():
-        return None, np.arange(n)
+    # bad messages come together: if some were screened out, look for the rest up front
+    scanned = bool(slow.any())
+    if scanned:
+        slow[_lines_of(starts, _failure_suspects(data, buf))] = True
     block = max(_BLOCK_SIZE, 2 * int(lens.max()) + 2)
-    table = _read(vals, data, slow, block)
-    if table is None:
-        slow[_lines_of(starts, _failure_suspects(buf))] = True
-        table = _read(vals, data, slow, block)
-        if table is None:
-            return None, np.arange(n)
-    return table, np.flatnonzero(slow)
+    for _ in range(_MAX_READS):
+        if slow.all():
+            break
+        table, error = _read(vals, data, slow, block)
+        if table is not None:
+            return table, np.flatnonzero(slow)
+        one_block = block >= len(data)
+        lines = _culprits(error, data, buf, starts, slow, not scanned, one_block)
+        scanned = True
+        if not len(lines) or slow[lines].all():
+            break  # no progress: give the whole batch to the slow path
+        slow[lines] = True
+    return None, np.arange(n)
+
+
+def _culprits(
+    error: str,
+    data: bytes,
+    buf: np.ndarray,
+    starts: np.ndarray,
+    slow: np.ndarray,
+    scan: bool,
+    one_block: bool,
+) -> np.ndarray:
+    """Lines not yet slow to take out after a failed read (empty: no idea left).
+
+    First the suspect scan (once), then the error message: the text pyarrow could
+    not convert to int64, or the row of a parse error (exact with one block as
+    long as each line is one row; a wrong guess only costs a retry).
+    """
+    if scan:
+        lines = _lines_of(starts, _failure_suspects(data, buf))
+        if (~slow[lines]).any():
+            return lines
+    if (token := _CONVERT_ERROR.search(error)) is not None:
+        hits = [m.start() for m in re.finditer(re.escape(token[1].encode()), data)]
+        return _lines_of(starts, np.array(hits, np.int64))
+    row = _ROW_ERROR.search(error) if one_block else None
+    if row is not None and int(row[1]) < len(slow):
+        return np.array([int(row[1])], np.int64)
+    return np.zeros(0, np.int64)
 
 
 def _prescreen(
@@ -228,12 +265,11 @@ def _prescreen(
     ok = np.flatnonzero(~slow)
     slow[ok] = (buf[starts[ok]] != ord("{")) | (buf[starts[ok] + lens[ok] - 1] != ord("}"))
     if not data.isascii():
-        for i, v in enumerate(vals):
-            if not v.isascii():
-                try:
-                    v.decode("utf-8")
-                except UnicodeDecodeError:
-                    slow[i] = True
+        for i in np.unique(_lines_of(starts, np.flatnonzero(buf >= 0x80))).tolist():
+            try:
+                vals[i].decode("utf-8")
+            except UnicodeDecodeError:
+                slow[i] = True
     if b"N" in data or b"I" in data:
         hits = np.fromiter((m.start() for m in _NAN_INF.finditer(data)), np.int64)
         slow[_lines_of(starts, hits)] = True
@@ -247,10 +283,8 @@ def _prescreen(
     return slow
 
 
-def _read(vals: list[bytes], data: bytes, slow: np.ndarray, block: int) -> pa.Table | None:
-    """One pyarrow.json read with slow lines replaced by ``{}``; None if it fails."""
-    if slow.all():
-        return None
+def _read(vals: list[bytes], data: bytes, slow: np.ndarray, block: int) -> tuple[pa.Table | None, str]:
+    """One pyarrow.json read, slow lines replaced by ``{}``: (aligned table, "") or (None, error)."""
     if slow.any():
         vals = list(vals)
         for i in np.flatnonzero(slow).tolist():
@@ -259,18 +293,20 @@ def _read(vals: list[bytes], data: bytes, slow: np.ndarray, block: int) -> pa.Ta
     options = pj.ReadOptions(block_size=block, use_threads=_USE_THREADS)
     try:
         table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE_OPTIONS)
-    except (pa.ArrowException, ValueError):
-        return None
-    return table if table.num_rows == len(vals) else None
+    except (pa.ArrowException, ValueError) as exc:
+        return None, str(exc)
+    if table.num_rows != len(vals):
+        return None, f"{table.num_rows} rows for {len(vals)} values"
+    return table, ""
 
 
-def _failure_suspects(buf: np.ndarray) -> np.ndarray:
-    """Byte positions that likely made the read fail (compact JSON assumed).
+def _failure_suspects(data: bytes, buf: np.ndarray) -> np.ndarray:
+    """Byte positions that likely make the read fail (compact JSON assumed).
 
     A known key whose value starts with the wrong JSON type (keys told apart by
-    length and first letter), a digit followed by ``.eE`` (a float), and ``}``
-    followed by ``{`` or blank (two objects on one line). Over-inclusive is
-    fine: suspects only take the slow path.
+    length and first letter), a decimal point (a float where an int belongs),
+    and ``}`` followed by ``{`` or blank (two objects on one line).
+    Over-inclusive is fine: suspects only take the slow path.
     """
     q = np.flatnonzero(buf == ord('"'))
     last = len(buf) - 1
@@ -282,12 +318,8 @@ def _failure_suspects(buf: np.ndarray) -> np.ndarray:
     string = (v == ord('"')) | (v == ord("n"))
     wrong = ((kind & 1) > 0) & ~number & ~(((kind & 2) > 0) & string)
     wrong |= (kind == 2) & ~string
-    head, tail = buf[:-1], buf[1:]
-    digit = (head >= ord("0")) & (head <= ord("9"))
-    floats = np.flatnonzero(digit & ((tail == ord(".")) | (tail == ord("e")) | (tail == ord("E"))))
-    blank = (tail == ord("{")) | (tail == ord(" ")) | (tail == ord("\t")) | (tail == ord("\r"))
-    joined = np.flatnonzero((head == ord("}")) & blank)
-    return np.concatenate([close[wrong], floats, joined])
+    others = [m.start() for pattern in _SUSPECT_PATTERNS for m in pattern.finditer(data)]
+    return np.concatenate([close[wrong], np.array(others, np.int64)])
 
 
 def _key_kinds() -> np.ndarray:
@@ -326,36 +358,70 @@ def _no_constant(token: str) -> Any:
     raise ValueError(f"{token} is not JSON")
 
 
-def _slow_parse(vals: list[bytes], lines: np.ndarray, pre: dict[int, Reject] | None = None) -> pa.Table:
-    """Decode ``lines`` one by one into parse-schema rows; type rejects go to ``pre``."""
-    cols: list[list[Any]] = [[] for _ in _COLUMNS]
+def _slow_parse(vals: list[bytes], lines: np.ndarray, pre: dict[int, Reject]) -> pa.Table:
+    """Decode ``lines`` one by one into parse-schema rows (one per line).
+
+    Rejected lines (not JSON, not an object, a wrong type) become all-null rows
+    and their :class:`Reject` goes to ``pre``.
+    """
+    objs: list[dict[str, Any]] = []
     for i in lines.tolist():
         obj = _decode(vals[i])
-        reject = None
+        if type(obj) is dict:
+            objs.append(obj)
+            continue
         if obj is _NOT_JSON:
-            reject = Reject(i, Reason.NOT_JSON, "value is not UTF-8 JSON")
-        elif type(obj) is not dict:
-            reject = Reject(i, Reason.NOT_OBJECT, f"JSON value is {_kind(obj)}, not an object")
+            pre[i] = Reject(i, Reason.NOT_JSON, "value is not UTF-8 JSON")
         else:
-            row = [obj.get(name) for name in _COLUMNS]
-            for name, is_int, value in zip(_COLUMNS, _IS_INT, row, strict=True):
-                if value is None or (
-                    type(value) is int and INT64_MIN <= value <= INT64_MAX
-                    if is_int
-                    else type(value) is str
-                ):
-                    continue
-                need = "a 64-bit int" if is_int else "a string"
-                reject = Reject(i, Reason.WRONG_TYPE, f"field {name} must be {need}")
-                break
-        if reject is not None:
-            assert pre is not None
-            pre[i] = reject
-            row = [None] * len(_COLUMNS)
-        for col, value in zip(cols, row, strict=True):
-            col.append(value)
-    arrays = [pa.array(c, type=f.type) for c, f in zip(cols, _PARSE_SCHEMA, strict=True)]
-    return pa.Table.from_arrays(arrays, schema=_PARSE_SCHEMA)
+            pre[i] = Reject(i, Reason.NOT_OBJECT, f"JSON value is {_kind(obj)}, not an object")
+        objs.append({})
+    cols = [[obj.get(name) for obj in objs] for name in _COLUMNS]
+    arrays: list[pa.Array | None] = []
+    wrong: dict[int, str] = {}  # row -> first mistyped column, in column order
+    for name, is_int, col in zip(_COLUMNS, _IS_INT, cols, strict=True):
+        array = _typed_array(col, is_int)  # None: some value has the wrong type
+        arrays.append(array)
+        if array is None:
+            for row, value in enumerate(col):
+                if value is not None and not _has_type(value, is_int):
+                    wrong.setdefault(row, name)
+    if wrong:
+        rows = lines.tolist()
+        for row, name in wrong.items():
+            need = "a 64-bit int" if _IS_INT[_POS[name]] else "a string"
+            pre[rows[row]] = Reject(rows[row], Reason.WRONG_TYPE, f"field {name} must be {need}")
+            for col in cols:
+                col[row] = None
+        arrays = [None] * len(cols)
+    built = [
+        pa.array(c, type=f.type) if a is None else a
+        for a, c, f in zip(arrays, cols, _PARSE_SCHEMA, strict=True)
+    ]
+    return pa.Table.from_arrays(built, schema=_PARSE_SCHEMA)
+
+
+_INT_TYPES = frozenset({int, type(None)})
+_STR_TYPES = frozenset({str, type(None)})
+
+
+def _typed_array(col: list[Any], is_int: bool) -> pa.Array | None:
+    """The Arrow column if every value has the right type, else None.
+
+    The type set is checked first because ``pa.array`` would cast ``1.5`` to 1.
+    """
+    if not set(map(type, col)) <= (_INT_TYPES if is_int else _STR_TYPES):
+        return None
+    try:
+        return pa.array(col, type=pa.int64() if is_int else pa.string())
+    except OverflowError:  # outside int64
+        return None
+
+
+def _has_type(value: Any, is_int: bool) -> bool:
+    """``bool`` is not an int here, and an int must fit int64 (the column type)."""
+    if is_int:
+        return type(value) is int and INT64_MIN <= value <= INT64_MAX
+    return type(value) is str
 
 
 def _kind(obj: Any) -> str:
@@ -392,14 +458,14 @@ def _check(
     belongs = _types_with(version, version.type_fields)
     for name in _COLUMNS:
         if name in required:
-            flag(np.isin(et, required[name]) & null[name], Reason.MISSING_FIELD, name)
+            flag(required[name][et] & null[name], Reason.MISSING_FIELD, name)
     fields = version.fields()
     common = {s.name for s in version.common + version.common_optional}
     for name in _COLUMNS:
-        spec = fields.get(name)
-        if spec is not None and spec.constrained:
-            applies = ~null[name] if name in common else ~null[name] & np.isin(et, belongs[name])
-            flag(applies & _violates(col[name], spec), Reason.INVALID_VALUE, name)
+        rule = fields.get(name)
+        if rule is not None and rule.constrained:
+            applies = ~null[name] if name in common else ~null[name] & belongs[name][et]
+            flag(applies & _violates(col[name], rule), Reason.INVALID_VALUE, name)
     ts = pc.fill_null(col["ts"], 0).to_numpy()
     flag(ts < now_ms - window.max_age_ms, Reason.TS_TOO_OLD, "ts")
     flag(ts > now_ms + window.max_future_ms, Reason.TS_IN_FUTURE, "ts")
@@ -409,7 +475,7 @@ def _check(
     arrays = []
     for name, column in zip(_COLUMNS, out.columns, strict=True):
         if name in belongs and name not in common:
-            keep = np.isin(et[valid], belongs[name])
+            keep = belongs[name][et[valid]]
             if not keep.all() and column.null_count < len(keep) - np.count_nonzero(keep):
                 column = pc.if_else(pa.array(keep), column, pa.scalar(None, column.type))
         elif name == "schema_version":
@@ -421,12 +487,16 @@ def _check(
     return ValidatedBatch(result, valid.astype(np.int64), rejects)
 
 
-def _types_with(version: SchemaVersion, fields_of: Any) -> dict[str, list[int]]:
-    """Column name -> indices of the event types whose ``fields_of(type)`` has it."""
-    out: dict[str, list[int]] = {}
-    for k, event_type in enumerate(version.event_types):
+def _types_with(version: SchemaVersion, fields_of: Any) -> dict[str, np.ndarray]:
+    """Column name -> lookup by event-type code: does ``fields_of(type)`` have it?
+
+    The extra last slot (False) is what code -1 (unknown type) reads.
+    """
+    out: dict[str, np.ndarray] = {}
+    types = version.event_types
+    for k, event_type in enumerate(types):
         for spec in fields_of(event_type):
-            out.setdefault(spec.name, []).append(k)
+            out.setdefault(spec.name, np.zeros(len(types) + 1, bool))[k] = True
     return out
 
 

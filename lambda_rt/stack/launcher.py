@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lambda_rt.clients.kafka import ensure_topics
@@ -67,8 +68,7 @@ def up(settings: Settings) -> list[ServiceState]:
             result.append(ServiceState(server.name, server.endpoint(), pid, started=False))
             continue
         process.require_free_ports(server.name, server.ports())
-        if hasattr(server, "write_identities"):
-            server.write_identities()
+        server.write_config()
         pid = process.spawn(
             server.command(),
             log_file=layout.log(server.name),
@@ -80,13 +80,17 @@ def up(settings: Settings) -> list[ServiceState]:
             timeout_s=settings.stack.start_timeout_s,
             service=server.name,
             log_file=layout.log(server.name),
-            alive=lambda pf=pid_file, b=server.executable(): process.running_pid(pf, b) is not None,
+            alive=_alive_check(pid_file, server.executable()),
         )
         result.append(ServiceState(server.name, server.endpoint(), pid, started=True))
     write_stack_file(settings)
     # Re-read so the client sections carry the endpoints and credentials just written.
     ensure_topics(load_settings(state_dir=settings.state_dir).kafka)
     return result
+
+
+def _alive_check(pid_file: Path, executable: str) -> Callable[[], bool]:
+    return lambda: process.running_pid(pid_file, executable) is not None
 
 
 def down(settings: Settings) -> list[str]:

@@ -77,9 +77,7 @@ def running_pid(pid_file: Path, executable: str) -> int | None:
     return pid
 
 
-def spawn(
-    cmd: Sequence[str], *, log_file: Path, pid_file: Path, env: Mapping[str, str] | None = None
-) -> int:
+def spawn(cmd: Sequence[str], *, log_file: Path, pid_file: Path, env: Mapping[str, str] | None = None) -> int:
     """Start ``cmd`` detached, appending its output to ``log_file``; return its pid."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -113,9 +111,7 @@ def wait_until(
         if alive is not None and not alive():
             raise ServiceStartError(f"{service} exited during start-up; see its log: {log_file}")
         time.sleep(0.05)
-    raise ServiceStartError(
-        f"{service} did not answer within {timeout_s:.0f} s; see its log: {log_file}"
-    )
+    raise ServiceStartError(f"{service} did not answer within {timeout_s:.0f} s; see its log: {log_file}")
 
 
 def stop(pid_file: Path, executable: str, *, timeout_s: float = 15.0) -> bool:

@@ -27,12 +27,14 @@ GRPC_OFFSET = 10_000
 class Server(Protocol):
     """What the launcher needs to know about one server."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def executable(self) -> str: ...
     def command(self) -> list[str]: ...
     def env(self) -> dict[str, str] | None: ...
     def ports(self) -> dict[str, int]: ...
+    def write_config(self) -> None: ...
     def endpoint(self) -> str: ...
     def answers(self) -> bool: ...
 
@@ -49,8 +51,8 @@ class S3Server:
     def executable(self) -> str:
         return weed_binary()
 
-    def write_identities(self) -> None:
-        """The ``-s3.config`` file: without it SeaweedFS is open to anyone."""
+    def write_config(self) -> None:
+        """The ``-s3.config`` identities file: without it SeaweedFS is open to anyone."""
         identities = {
             "identities": [
                 {
@@ -126,6 +128,9 @@ class KafkaServer:
     def executable(self) -> str:
         return tansu_binary()
 
+    def write_config(self) -> None:
+        """Nothing to write: the broker is configured by flags and environment."""
+
     def ports(self) -> dict[str, int]:
         return {"kafka_port": self.settings.stack.kafka_port}
 
@@ -176,6 +181,12 @@ class RedisServer:
     def executable(self) -> str:
         return redis_server_binary()
 
+    def write_config(self) -> None:
+        """The password goes in a private config file: argv is visible in ps."""
+        conf = self.layout.redis_data / "secrets.conf"
+        conf.write_text(f'requirepass "{self.creds.redis_password}"\n')
+        conf.chmod(0o600)
+
     def ports(self) -> dict[str, int]:
         return {"redis_port": self.settings.stack.redis_port}
 
@@ -183,10 +194,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.settings.stack.redis_port}/0"
 
     def command(self) -> list[str]:
-        # argv is visible in ps: the password goes in a private config file.
         conf = self.layout.redis_data / "secrets.conf"
-        conf.write_text(f'requirepass "{self.creds.redis_password}"\n')
-        conf.chmod(0o600)
         return [
             self.executable(),
             str(conf),

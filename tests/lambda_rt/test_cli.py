@@ -29,6 +29,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         ["generate", "--events", "5", "--bad-fraction", "1.5", "--no-kafka", "--out", "x.jsonl"],
         ["generate", "--events", "5", "--no-kafka"],
         ["status", "--bogus"],
+        ["generate", "--events", "5", "--end", "yesterday", "--no-kafka", "--out", "x.jsonl"],
     ],
 )
 def test_bad_arguments_print_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
@@ -58,7 +59,7 @@ def test_generate_to_file_is_deterministic(tmp_path: Path) -> None:
     for out in (a, b):
         result = run(
             "--state-dir", str(tmp_path), "generate", "--events", "2000", "--seed", "7",
-            "--no-kafka", "--out", str(out), cwd=tmp_path,
+            "--end", "2026-11-26T10:00:00Z", "--no-kafka", "--out", str(out), cwd=tmp_path,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
     assert a.read_bytes() == b.read_bytes()

@@ -18,9 +18,13 @@ def test_arrow_round_trip(clickhouse: Client) -> None:
     clickhouse.command(
         "CREATE TABLE t (id Int64, store_id Int64, amount Int64) ENGINE = MergeTree ORDER BY id"
     )
-    table = pa.table({"id": list(range(1000)), "store_id": [i % 7 for i in range(1000)], "amount": list(range(1000))})
+    table = pa.table(
+        {"id": list(range(1000)), "store_id": [i % 7 for i in range(1000)], "amount": list(range(1000))}
+    )
     clickhouse.insert_arrow("t", table)
-    got = clickhouse.query_arrow("SELECT store_id, sum(amount) AS s FROM t GROUP BY store_id ORDER BY store_id")
+    got = clickhouse.query_arrow(
+        "SELECT store_id, sum(amount) AS s FROM t GROUP BY store_id ORDER BY store_id"
+    )
     expected = {s: sum(a for a in range(1000) if a % 7 == s) for s in range(7)}
     assert dict(zip(got["store_id"].to_pylist(), got["s"].to_pylist(), strict=True)) == expected
 
@@ -50,9 +54,13 @@ _WRITER = textwrap.dedent(
 
 
 def test_data_survives_reopening_in_a_new_process(tmp_path: Path) -> None:
-    write = subprocess.run([sys.executable, "-c", _WRITER, str(tmp_path), "write"], capture_output=True, text=True)
+    write = subprocess.run(
+        [sys.executable, "-c", _WRITER, str(tmp_path), "write"], capture_output=True, text=True
+    )
     assert write.returncode == 0, write.stderr
-    read = subprocess.run([sys.executable, "-c", _WRITER, str(tmp_path), "read"], capture_output=True, text=True)
+    read = subprocess.run(
+        [sys.executable, "-c", _WRITER, str(tmp_path), "read"], capture_output=True, text=True
+    )
     assert read.returncode == 0, read.stderr
     assert read.stdout.strip() == f"({123}, {sum(range(123))})"
 

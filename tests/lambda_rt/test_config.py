@@ -23,7 +23,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def _write_state(state: Path) -> None:
     state.mkdir(parents=True, exist_ok=True)
-    (state / STACK_FILE).write_text(json.dumps({"redis": {"url": "redis://127.0.0.1:1111/0"}, "kafka": {"bootstrap": "h:1"}}))
+    (state / STACK_FILE).write_text(
+        json.dumps({"redis": {"url": "redis://127.0.0.1:1111/0"}, "kafka": {"bootstrap": "h:1"}})
+    )
     (state / CREDENTIALS_FILE).write_text(json.dumps({"redis": {"password": "from-state"}}))
 
 
@@ -36,7 +38,9 @@ def test_defaults_point_at_the_embedded_stack(tmp_path: Path) -> None:
     assert s.kafka.session_timeout_ms <= 10_000
 
 
-def test_precedence_env_over_file_over_state_over_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precedence_env_over_file_over_state_over_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state = tmp_path / "st"
     _write_state(state)
     toml = tmp_path / "lambda-rt.toml"
@@ -73,7 +77,9 @@ def test_settings_are_frozen_and_secrets_hidden(tmp_path: Path) -> None:
     assert "from-state" not in str(s.model_dump())
 
 
-def test_bad_value_is_a_config_error_naming_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_value_is_a_config_error_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LAMBDA_RT_KAFKA__SESSION_TIMEOUT_MS", "45000")
     with pytest.raises(ConfigError, match=r"kafka\.session_timeout_ms"):
         load_settings(state_dir=tmp_path)

@@ -1,0 +1,114 @@
+"""``lambda-rt ingest`` and ``lambda-rt batch run|schedule``: the batch layer's commands.
+
+``batch_layer`` is imported inside the command bodies only (lambda_rt never
+imports a layer at import time). A bad ``--start``/``--end`` is a usage error
+(one line, exit 2); an engine owned by another process is a one-line error.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import typer
+
+from lambda_rt.cli.errors import usage_error
+
+__all__ = ["parse_iso", "register"]
+
+
+class BatchJob(StrEnum):
+    recompute = "recompute"
+    tier = "tier"
+    all = "all"
+
+
+def parse_iso(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time (``Z`` allowed; naive means UTC) or a usage error."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise usage_error(
+            f"{option}: {value!r} is not an ISO 8601 time (e.g. 2026-11-26T10:00:00Z)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(_sig: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ingest`` and the ``batch`` group to ``app``."""
+    batch = typer.Typer(help="Batch layer: recompute, tiering, schedule.", no_args_is_help=True)
+    app.add_typer(batch, name="batch")
+
+    @app.command()
+    def ingest(
+        ctx: typer.Context,
+        until_idle: float | None = typer.Option(
+            None, "--until-idle", help="Stop after SECONDS without a message (default: run until Ctrl-C)."
+        ),
+    ) -> None:
+        """Consume the events topic (group 'ingest') into ClickHouse events_hot."""
+        from batch_layer.ingest import Ingestor
+        from lambda_rt.cli.context import settings_of
+        from lambda_rt.clients.clickhouse import open_clickhouse
+
+        if until_idle is not None and until_idle <= 0:
+            raise usage_error("--until-idle must be > 0 seconds")
+        settings = settings_of(ctx)
+        client = open_clickhouse(settings)
+        stop = _stop_on_signals()
+        report = Ingestor(settings, client).run(stop=stop, until_idle_s=until_idle)
+        typer.echo(report.summary())
+
+    @batch.command("run")
+    def run(
+        ctx: typer.Context,
+        job: BatchJob = typer.Argument(..., help="recompute, tier or all"),
+        start: str | None = typer.Option(None, "--start", help="Backfill from this ISO time (recompute)."),
+        end: str | None = typer.Option(None, "--end", help="Backfill up to this ISO time (recompute)."),
+    ) -> None:
+        """Run a batch job once (for cron or a Kubernetes CronJob)."""
+        lo, hi = parse_iso(start, "--start"), parse_iso(end, "--end")
+        if lo is not None and hi is not None and hi <= lo:
+            raise usage_error("--end must be after --start")
+        if job is BatchJob.tier and (lo or hi):
+            raise usage_error("--start/--end apply to recompute (and all), not to tier")
+        from batch_layer.jobs import RecomputeJob, TierJob
+        from lambda_rt.cli.context import settings_of
+        from lambda_rt.clients.clickhouse import open_clickhouse
+
+        settings = settings_of(ctx)
+        client = open_clickhouse(settings)
+        if job in (BatchJob.recompute, BatchJob.all):
+            typer.echo(RecomputeJob(start=lo, end=hi).run(settings, client, progress=True).summary())
+        if job in (BatchJob.tier, BatchJob.all):
+            typer.echo(TierJob().run(settings, client, progress=True).summary())
+
+    @batch.command("schedule")
+    def schedule(ctx: typer.Context) -> None:
+        """Run recompute and tier jobs on their schedule (APScheduler) until Ctrl-C."""
+        from batch_layer.schedule import BatchScheduler
+        from lambda_rt.cli.context import settings_of
+        from lambda_rt.clients.clickhouse import open_clickhouse
+
+        settings = settings_of(ctx)
+        client = open_clickhouse(settings)
+        typer.echo(
+            f"batch schedule: recompute every {settings.batch.recompute_every_s} s, "
+            f"tier on '{settings.batch.tier_cron}' (UTC); Ctrl-C to stop"
+        )
+        BatchScheduler(settings, client).run(_stop_on_signals())
