@@ -1,0 +1,186 @@
+"""The platform daemon ``lambda-rt serve``: engine owner, ingest, schedule, HTTP API.
+
+In embedded mode chDB allows one process per data directory, so this process
+owns the ClickHouse engine and does everything that needs it:
+
+1. open the engine (``EngineLockedError`` if another process holds it);
+2. start the batch ingest (``batch_layer.ingest.Ingestor``) in a thread;
+3. start the batch schedule (``batch_layer.schedule.BatchScheduler.run``)
+   in a thread;
+4. bind the HTTP API (127.0.0.1 by default), then publish its URL and pid in
+   ``<state_dir>/serve.json`` so clients and ``lambda-rt batch run`` find it;
+5. on SIGTERM/SIGINT: stop accepting requests (uvicorn finishes the ones in
+   flight), stop the schedule and the ingest (it finishes its batch and
+   commits), remove ``serve.json``, return.
+
+It does not run the speed layer (that needs no ClickHouse).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
+
+from lambda_rt.clients.clickhouse import open_clickhouse
+from lambda_rt.config import Settings
+from serving.app import create_app
+from serving.client import daemon_file
+from serving.engine import QueryEngine
+from serving.ops import run_job, status_of
+
+__all__ = ["Daemon", "run_daemon"]
+
+
+class Daemon:
+    """The daemon's parts, startable and stoppable (``run_daemon`` drives it)."""
+
+    def __init__(self, settings: Settings, *, ingest: bool = True, schedule: bool = True) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self.engine = QueryEngine(settings)  # opens (and so locks) the embedded engine first
+        self._threads: list[threading.Thread] = []
+        self._ingest_on = ingest
+        self._schedule_on = schedule
+        self._ingestor: Any = None
+        self.errors: list[str] = []
+        self._job_lock = threading.Lock()
+
+    # -- backend of serving.app ------------------------------------------------
+    def query(
+        self, metric: str, by: str | None, start: str | None, end: str | None, granularity: str, strict: bool
+    ) -> dict[str, Any]:
+        return self.engine.query(metric, by, start, end, granularity, strict=strict).to_dict()
+
+    def status(self) -> dict[str, Any]:
+        with self.engine._ch_lock:
+            out = status_of(self.engine.clickhouse, self.engine.stats())
+        rep = getattr(self._ingestor, "report", None)
+        out["ingest"] = (
+            {"running": any(t.name == "ingest" and t.is_alive() for t in self._threads), **vars(rep)}
+            if rep is not None
+            else {"running": False}
+        )
+        out["schedule"] = {"running": any(t.name == "schedule" and t.is_alive() for t in self._threads)}
+        out["errors"] = list(self.errors[-10:])
+        out["pid"] = os.getpid()
+        return out
+
+    def run_job(self, kind: str, start: str | None, end: str | None) -> dict[str, Any]:
+        client = open_clickhouse(self.settings)
+        return run_job(self.settings, client, kind, start, end)
+
+    def metrics(self) -> bytes:
+        return self.engine.metrics.render()
+
+    # -- lifecycle -------------------------------------------------------------
+    def start_background(self) -> None:
+        if self._ingest_on:
+            from batch_layer.ingest import Ingestor
+
+            self._ingestor = Ingestor(self.settings, open_clickhouse(self.settings))
+            t = threading.Thread(
+                target=self._guard, args=("ingest", self._ingestor.run), name="ingest", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+        if self._schedule_on:
+            from batch_layer.schedule import BatchScheduler
+
+            scheduler = BatchScheduler(self.settings, open_clickhouse(self.settings))
+            t = threading.Thread(
+                target=self._guard, args=("schedule", scheduler.run), name="schedule", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+
+    def _guard(self, name: str, fn: Callable[..., Any]) -> None:
+        try:
+            fn(stop=self.stop)
+        except Exception as exc:  # reported in /status, the API keeps serving
+            self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            print(f"lambda-rt serve: {name} stopped: {exc}", file=sys.stderr)
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        self.stop.set()
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self.engine.close()
+
+
+def _make_server_class() -> type:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """uvicorn without its own signal handling (the daemon installs its own)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return _Server
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def run_daemon(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ingest: bool = True,
+    schedule: bool = True,
+) -> None:
+    """Run until SIGTERM/SIGINT (see the module docstring for the order of steps)."""
+    import uvicorn
+
+    _Server = _make_server_class()
+    daemon = Daemon(settings, ingest=ingest, schedule=schedule)
+    token = settings.serve.token.get_secret_value() if settings.serve.token else None
+    app = create_app(daemon, token=token)
+    h = host or settings.serve.host
+    sock = _bind(h, settings.serve.port if port is None else port)
+    actual = sock.getsockname()[1]
+    url = f"http://{'[' + h + ']' if ':' in h else h}:{actual}"
+    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        server.should_exit = True  # uvicorn drains requests in flight, then run() returns
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    path = daemon_file(settings)
+    try:
+        daemon.start_background()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"url": url, "pid": os.getpid(), "started_at": time.time(), "auth": token is not None})
+        )
+        tmp.replace(path)
+        print(f"lambda-rt serve: listening on {url} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        server.run(sockets=[sock])
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+        daemon.shutdown()
+        sock.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        print("lambda-rt serve: stopped", file=sys.stderr, flush=True)

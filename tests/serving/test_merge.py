@@ -1,0 +1,206 @@
+"""Merged answers equal the pandas oracle, bucket by bucket, across the watermark."""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+import pytest
+
+from lambda_rt.testing import oracle_metrics
+from serving.engine import QueryEngine
+from serving.result import QueryResult
+from serving.spec import GRANULARITY_MS, format_ts
+from tests.serving.fixtures import HOUR_MS, World
+
+MIN_MS = 60_000
+
+
+def _engine(world: World, cache: int = 0) -> QueryEngine:
+    return QueryEngine(world.settings, clickhouse=world.client, cache_entries=cache)
+
+
+def _expected(world: World, metric: str, by: tuple[str, ...], gran: str, s: int, e: int) -> pd.DataFrame:
+    frame = world.oracle()
+    exp = oracle_metrics(frame, metric, by, gran)
+    ms = exp["bucket"].dt.as_unit("ms").astype("int64")
+    exp = exp[(ms >= s) & (ms < e)].reset_index(drop=True)
+    return exp
+
+
+def _compare(res: QueryResult, exp: pd.DataFrame, tolerance: float = 0.0) -> None:
+    got = res.frame
+    keys = ["bucket", *res.by]
+    assert list(got.columns) == [*keys, "value"]
+    merged = got.merge(exp, on=keys, how="outer", suffixes=("_got", "_exp"), indicator=True)
+    missing = merged[merged["_merge"] != "both"]
+    assert missing.empty, f"rows in one side only:\n{missing.head(20)}"
+    if tolerance == 0:
+        bad = merged[merged["value_got"] != merged["value_exp"]]
+        assert bad.empty, f"{res.metric} by {res.by} {res.granularity}: mismatches\n{bad.head(20)}"
+    else:
+        # HyperLogLog: 2% relative, but never less than one customer (small buckets)
+        err = (merged["value_got"] - merged["value_exp"]).abs()
+        big = merged[err > (merged["value_exp"] * tolerance).clip(lower=1)]
+        assert big.empty, f"distinct counts off by more than {tolerance:.0%}:\n{big.head(20)}"
+
+
+def test_merge_equals_oracle_across_watermark(world: World) -> None:
+    rnd = random.Random(5)
+    end = world.now_ms
+    wm = (end - 3 * HOUR_MS) // MIN_MS * MIN_MS + 17 * MIN_MS + 23_456  # mid-hour, not minute-aligned
+    world.recompute(wm)
+    engine = _engine(world)
+    cases = [
+        ("events", ("store_id", "event_type")),
+        ("events", ()),
+        ("orders", ("store_id",)),
+        ("revenue", ("event_type",)),
+        ("refunds", ()),
+        ("payment_failures", ("store_id",)),
+        ("inventory_delta", ("store_id", "product_id")),
+        ("inventory_delta", ("product_id",)),
+        ("unique_customers", ()),
+        ("unique_customers", ("event_type",)),
+        ("unique_customers", ("store_id",)),
+    ]
+    for metric, by in cases:
+        for gran in ("minute", "hour", "day"):
+            if metric == "unique_customers" and by == ("store_id",) and gran == "minute":
+                continue
+            w = GRANULARITY_MS[gran]
+            lo = end - 7 * HOUR_MS + rnd.randrange(0, 2 * HOUR_MS)
+            hi = end - rnd.randrange(0, HOUR_MS)
+            res = engine.query(metric, by, format_ts(lo), format_ts(hi), gran)
+            s, e = lo // w * w, -(-hi // w) * w
+            exp = _expected(world, metric, by, gran, s, e)
+            cov = res.coverage
+            assert cov.batch_through_ms == wm // MIN_MS * MIN_MS  # recompute closes whole minutes
+            assert not cov.holes
+            if metric == "unique_customers":
+                # buckets wholly before the watermark are exact; the rest within 2%
+                boundary = wm // MIN_MS * MIN_MS
+                bms = res.frame["bucket"].dt.as_unit("ms").astype("int64")
+                before = res.frame[bms + w <= boundary]
+                exp_ms = exp["bucket"].dt.as_unit("ms").astype("int64")
+                exp_before = exp[exp_ms + w <= boundary].reset_index(drop=True)
+                _compare(
+                    QueryResult(res.metric, res.granularity, res.by, before.reset_index(drop=True), cov),
+                    exp_before,
+                )
+                _compare(res, exp, tolerance=0.02)
+                assert cov.exact is False
+            else:
+                _compare(res, exp)
+                assert cov.exact is True
+            layers = [r.layer for r in cov.ranges]
+            if metric == "unique_customers" and gran == "day":
+                assert layers == ["speed"]  # a straddling distinct-count bucket is read whole
+            else:
+                assert layers == ["batch", "speed"], (metric, by, gran, cov.ranges)
+    engine.close()
+
+
+def _same(a: QueryResult, b: QueryResult) -> None:
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    da, db = a.coverage.to_dict(), b.coverage.to_dict()
+    for d in (da, db):
+        d.pop("cached")
+        d.pop("speed")
+    assert da == db
+
+
+def test_watermark_moving_mid_query_never_double_counts(world: World) -> None:
+    engine = _engine(world, cache=64)
+    spec_args = ("events", ("store_id",), None, None, "hour")
+    from serving.spec import make_spec
+
+    spec = make_spec(*spec_args)
+    before = engine.prepare(spec)
+    old_wm = before.batch.watermark_ms
+    assert old_wm is not None
+    world.recompute(old_wm + 95 * MIN_MS)  # the batch commits between planning and reading
+    answer = engine.execute(before)
+    s, e = spec.start_ms, spec.end_ms
+    _compare(answer, _expected(world, "events", ("store_id",), "hour", s, e))
+    assert answer.coverage.batch_through_ms == old_wm
+    after = engine.query(*spec_args)
+    assert after.coverage.batch_through_ms == old_wm + 95 * MIN_MS
+    assert not after.coverage.cached  # the batch token moved
+    _compare(after, _expected(world, "events", ("store_id",), "hour", s, e))
+    engine.close()
+
+
+def test_hole_is_reported_and_strict_raises(world: World) -> None:
+    from serving.errors import CoverageHoleError
+
+    # pretend the speed layer keeps one hour only: [watermark, now - 1 h) is in no layer
+    short = world.settings.model_copy(
+        update={"speed": world.settings.speed.model_copy(update={"retention_hours": 1})}
+    )
+    engine = QueryEngine(short, clickhouse=world.client, cache_entries=8)
+    res = engine.query("revenue", "store_id", None, None, "hour")
+    wm = res.coverage.batch_through_ms
+    assert wm is not None
+    holes = res.coverage.holes
+    assert holes and res.coverage.exact is False and res.coverage.complete is False
+    assert holes[0].start_ms == wm // MIN_MS * MIN_MS
+    horizon = world.now_ms - HOUR_MS + 5 * MIN_MS  # retention minus the accepted future skew
+    assert holes[-1].end_ms == -(-horizon // HOUR_MS) * HOUR_MS  # whole hour keys
+    assert "retention" in holes[0].reason
+    assert res.coverage.to_dict()["holes"][0]["reason"]
+    with pytest.raises(CoverageHoleError):
+        engine.query("revenue", "store_id", None, None, "hour", strict=True)
+    # a range wholly before the watermark has no hole
+    ok = engine.query("revenue", None, format_ts(wm - 2 * HOUR_MS), format_ts(wm - HOUR_MS), "hour")
+    assert not ok.coverage.holes and ok.coverage.exact
+    engine.close()
+
+
+def test_cache_never_serves_a_stale_answer(world: World) -> None:
+    from tests.serving.fixtures import generate, produce, run_layers
+
+    engine = _engine(world, cache=64)
+    wm = engine.prepare(__import__("serving.spec").spec.make_spec("events")).batch.watermark_ms
+    assert wm is not None
+    final = ("orders", ("store_id",), format_ts(wm - 3 * HOUR_MS), format_ts(wm - HOUR_MS), "hour")
+    live = ("events", ("event_type",), format_ts(wm - HOUR_MS), format_ts(world.now_ms + HOUR_MS), "minute")
+    first_final, first_live = engine.query(*final), engine.query(*live)
+    assert not first_final.coverage.cached and not first_live.coverage.cached
+    again_final, again_live = engine.query(*final), engine.query(*live)
+    assert again_final.coverage.cached and again_live.coverage.cached
+    _same(again_final, first_final)
+    _same(again_live, first_live)
+    hits = engine.metrics.cache_hits._value.get()
+    assert hits == 2
+
+    # write more: events on both sides of the watermark
+    pairs = generate(3_000, world.now_ms - 30_000, 5 * HOUR_MS, seed=99)
+    produce(world.settings, pairs)
+    world.values.extend(v for _, v in pairs)
+    world._frame = None
+    run_layers(world.settings, world.client)
+    live2 = engine.query(*live)
+    assert not live2.coverage.cached  # the speed offsets moved
+    _same(live2, _fresh(world, live))
+    final2 = engine.query(*final)
+    assert final2.coverage.cached  # no batch change yet: the cached answer is still exact
+    _same(final2, _fresh(world, final))
+    # the recompute revises the days the late events fell in (watermark unchanged)
+    world.recompute(wm)
+    final3 = engine.query(*final)
+    assert not final3.coverage.cached
+    s, e = final3.frame["bucket"].min(), final3.frame["bucket"].max()
+    assert s is not None and e is not None
+    spec = __import__("serving.spec").spec.make_spec(*final)
+    _compare(final3, _expected(world, "orders", ("store_id",), "hour", spec.start_ms, spec.end_ms))
+    assert not final3.frame.equals(first_final.frame)
+    engine.close()
+
+
+def _fresh(world: World, args: tuple[object, ...]) -> QueryResult:
+    eng = _engine(world, cache=0)
+    try:
+        return eng.query(*args)  # type: ignore[arg-type]
+    finally:
+        eng.close()
