@@ -118,6 +118,10 @@ class DaskSettings(_Section):
     scheduler: str | None = None
     n_workers: int = Field(default=2, ge=1)
     threads_per_worker: int = Field(default=1, ge=1)
+    # LocalCluster workers as threads of this process (default): batch partitions are
+    # then pushed down to the in-process ClickHouse engine; True = worker processes,
+    # which get partitions exported as Arrow (as remote workers do).
+    processes: bool = False
 
 
 class SpeedSettings(_Section):
@@ -126,6 +130,9 @@ class SpeedSettings(_Section):
     group: str = "speed"
     batch_size: int = Field(default=20_000, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
+    # Write batch k to Redis in a worker thread while batch k+1 is consumed and
+    # aggregated (at most one write in flight; commits still follow the write).
+    overlap_writes: bool = True
     retention_hours: int = Field(default=48, ge=1)
     max_event_age_ms: int = 7 * 24 * 3600 * 1000
     max_event_future_ms: int = 5 * 60 * 1000
@@ -145,6 +152,15 @@ class BatchSettings(_Section):
     warm_to_cold_after_s: int = Field(default=3 * 24 * 3600, ge=0)
     recompute_every_s: int = Field(default=300, ge=1)
     tier_cron: str = "0 * * * *"
+    cold_prefix: str = "events"
+    # How recompute runs a partition: "pushdown" (SQL in the owner's engine, needs
+    # in-process Dask workers), "export" (Arrow to any worker), "auto" (pushdown
+    # when every Dask worker is in this process).
+    recompute_mode: Literal["auto", "export", "pushdown"] = "auto"
+    cold_row_group_rows: int = Field(default=1_000_000, ge=1_000)
+    # Test hook: exit hard (os._exit) right after the named step of a job
+    # (e.g. "tier:copied", "ingest:inserted"); never set in production.
+    crash_after: str | None = None
 
 
 class ServeSettings(_Section):
@@ -267,9 +283,7 @@ def load_settings(
     environ = dict(os.environ)
     resolved_state = _state_dir_from(state_dir, environ)
     toml_path = _config_file_from(config_file, environ)
-    state_files = [
-        p for p in (resolved_state / STACK_FILE, resolved_state / CREDENTIALS_FILE) if p.is_file()
-    ]
+    state_files = [p for p in (resolved_state / STACK_FILE, resolved_state / CREDENTIALS_FILE) if p.is_file()]
 
     class _Bound(Settings):
         @classmethod

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 from confluent_kafka import KafkaException, Producer
 
 from lambda_rt.config import KafkaSettings
@@ -74,9 +75,9 @@ class DeadLetterWriter:
     def send(
         self,
         rejects: Sequence[RejectLike],
-        values: Sequence[bytes],
-        partitions: Sequence[int],
-        offsets: Sequence[int],
+        values: Sequence[bytes | None],
+        partitions: Sequence[int] | np.ndarray,
+        offsets: Sequence[int] | np.ndarray,
         source_topic: str,
     ) -> int:
         """Queue one dead letter per reject; ``reject.index`` indexes ``values``.
@@ -87,7 +88,7 @@ class DeadLetterWriter:
         """
         for r in rejects:
             i = int(r.index)
-            headers = [
+            headers: list[tuple[str, str | bytes | None]] = [
                 ("reason", _reason_text(r.reason).encode()),
                 ("detail", str(r.detail).encode()),
                 ("source_topic", source_topic.encode()),

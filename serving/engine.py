@@ -271,9 +271,10 @@ def _merge(frames: list[pd.DataFrame], spec: QuerySpec) -> pd.DataFrame:
         data = pd.DataFrame({k: pd.Series(dtype="int64") for k in [*keys, "value"]})
         if "event_type" in spec.by:
             data["event_type"] = data["event_type"].astype(object)
-    bucket = pd.to_datetime(data["bucket_ms"].astype("int64"), unit="ms", utc=True).dt.as_unit("ns")
-    out = pd.DataFrame({"bucket": bucket.to_numpy()})
-    out["bucket"] = out["bucket"].dt.tz_localize("UTC") if out["bucket"].dt.tz is None else out["bucket"]
+    # Series.to_numpy() drops the time zone and an empty column loses the dtype:
+    # build the column from a DatetimeIndex so it is always datetime64[ns, UTC].
+    bucket = pd.DatetimeIndex(pd.to_datetime(data["bucket_ms"].astype("int64").to_numpy(), unit="ms", utc=True))
+    out = pd.DataFrame({"bucket": bucket.as_unit("ns")})
     for d in spec.by:
         out[d] = data[d].to_numpy()
     out["value"] = data["value"].astype("int64").to_numpy()

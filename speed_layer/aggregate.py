@@ -1,15 +1,17 @@
 """Vectorised micro-batch aggregation: valid events -> one :class:`BatchDelta`.
 
-Pure numpy/Arrow over the whole batch (sorts, ``np.unique``, ``reduceat``):
-the only Python loops run over distinct buckets and keys, never over events.
-The result is everything one atomic Redis call needs: hash increments per
-bucket key, HyperLogLog members per key, the partition offset ranges the
-batch covers, and meta counters. It does not talk to Redis or Kafka.
+Pure numpy over integer codes: event types, stores and products are factorised
+once, every group-by is one sort of an int64 composite key (bucket, label) and
+``reduceat``; strings (hash fields, key names) are built only for the distinct
+groups, never per event. The result is everything one atomic Redis call needs:
+hash increments per bucket key, HyperLogLog members per key, the partition
+offset ranges the batch covers, and meta counters. It does not talk to Redis
+or Kafka.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,10 +24,12 @@ from speed_layer.keys import META_BATCHES, META_EVENTS, META_MESSAGES, SpeedKeys
 __all__ = ["BatchDelta", "aggregate", "offset_ranges"]
 
 I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
 
 _MINUTE_MS = 60_000
 _HOUR_MS = 3_600_000
 _GRAN_MS = (("m", _MINUTE_MS), ("h", _HOUR_MS))
+_PACK_LIMIT = 1 << 62  # composite int64 keys must stay below this
 
 
 @dataclass
@@ -59,15 +63,28 @@ def offset_ranges(partitions: I64, offsets: I64) -> list[tuple[int, int, int]]:
     return out
 
 
-def _split(sorted_major: I64) -> tuple[I64, I64]:
-    """Start/end indices of runs of equal values in a sorted array."""
-    if len(sorted_major) == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    cuts = np.flatnonzero(np.diff(sorted_major)) + 1
-    starts = np.concatenate(([0], cuts)).astype(np.int64)
-    ends = np.concatenate((cuts, [len(sorted_major)])).astype(np.int64)
-    return starts, ends
+def _starts(sorted_keys: I64) -> I64:
+    """Start index of each run of equal values in a sorted array."""
+    if len(sorted_keys) == 0:
+        return np.empty(0, dtype=np.int64)
+    cuts = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+    return np.concatenate(([0], cuts)).astype(np.int64)
+
+
+def _dense(values: I64) -> tuple[I64, I64]:
+    """Distinct values (sorted) and each value's index among them (``np.unique``).
+
+    Small non-negative ids (stores, key ids) take an O(n) bitmap instead of a sort.
+    """
+    lo, hi = int(values.min()), int(values.max())
+    if lo >= 0 and hi < 4 * len(values) + 65_536:
+        present = np.zeros(hi + 1, dtype=bool)
+        present[values] = True
+        uniq = np.flatnonzero(present).astype(np.int64)
+        rank = np.cumsum(present, dtype=np.int64) - 1
+        return uniq, rank[values]
+    uniq, codes = np.unique(values, return_inverse=True)
+    return uniq.astype(np.int64), codes.astype(np.int64).reshape(-1)
 
 
 def _col(table: pa.Table, name: str) -> I64:
@@ -75,79 +92,97 @@ def _col(table: pa.Table, name: str) -> I64:
     arr = table.column(name)
     if arr.null_count:
         arr = pc.fill_null(arr, 0)
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.asarray(arr.to_numpy(), dtype=np.int64)
+
+
+def _factorize(arr: pa.ChunkedArray | pa.Array) -> tuple[I64, list[str]]:
+    """Codes and distinct values of a string column."""
+    encoded = pc.dictionary_encode(arr)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return codes, [str(v) for v in encoded.dictionary.to_pylist()]
+
+
+def _mask(arr: pa.ChunkedArray | pa.Array) -> Mask:
+    filled = pc.fill_null(arr, False)
+    if isinstance(filled, pa.ChunkedArray):
+        filled = filled.combine_chunks()
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 class _Builder:
+    """Turns grouped integer keys into the delta's key/field/value lists."""
+
     def __init__(self, keys: SpeedKeys, delta: BatchDelta) -> None:
         self.keys = keys
         self.delta = delta
 
     def add_hash(
-        self, gran: str, metric: str, bucket: I64, labels: pa.Array, values: I64 | None
+        self,
+        gran: str,
+        metrics: Sequence[tuple[str, I64 | None]],
+        bucket: I64,
+        label: I64,
+        n_labels: int,
+        name_of: Callable[[list[int]], list[str]],
     ) -> None:
-        """Group rows by (bucket, label) and add one increment per group."""
-        if len(bucket) == 0:
-            return
-        label_codes, label_uniques = _factorize(labels)
-        composite = bucket * np.int64(len(label_uniques)) + label_codes
-        order = np.argsort(composite, kind="stable")
-        comp_sorted = composite[order]
-        starts, _ = _split(comp_sorted)
-        uniq = comp_sorted[starts]
-        if values is None:
-            sums = np.diff(np.append(starts, len(comp_sorted)))
-        else:
-            sums = np.add.reduceat(values[order], starts)
-        g_bucket = uniq // len(label_uniques)
-        g_label = uniq % len(label_uniques)
-        names: list[str] = label_uniques.take(pa.array(g_label)).to_pylist()
-        sums_list: list[int] = sums.astype(np.int64).tolist()
-        bstarts, bends = _split(g_bucket)
-        width_s = _GRAN_MS_DICT[gran] // 1000
-        for s, e in zip(bstarts.tolist(), bends.tolist(), strict=True):
-            self.delta.hash_keys.append(self.keys.agg(gran, int(g_bucket[s]) * width_s, metric))
-            self.delta.hash_fields.append(names[s:e])
-            self.delta.hash_values.append(sums_list[s:e])
+        """One increment per (bucket, label) group for each ``(metric, values)``.
 
-    def add_hll(self, bucket: I64, members: I64, key_of: list[str]) -> None:
-        """PFADD ``members`` grouped by ``bucket`` (an index into ``key_of``)."""
+        ``values`` None counts rows; ``name_of`` maps label codes to field names.
+        """
         if len(bucket) == 0:
             return
-        order = np.lexsort((members, bucket))
-        b_sorted = bucket[order]
-        m_sorted = members[order]
-        keep = np.ones(len(order), dtype=bool)  # drop repeats within a key
-        keep[1:] = (b_sorted[1:] != b_sorted[:-1]) | (m_sorted[1:] != m_sorted[:-1])
-        b_sorted = b_sorted[keep]
-        m_list: list[int] = m_sorted[keep].tolist()
-        starts, ends = _split(b_sorted)
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            self.delta.hll_keys.append(key_of[int(b_sorted[s])])
+        bmin = int(bucket.min())
+        composite = (bucket - bmin) * n_labels + label
+        order = np.argsort(composite)
+        keys_sorted = composite[order]
+        starts = _starts(keys_sorted)
+        uniq = keys_sorted[starts]
+        g_bucket = uniq // n_labels + bmin
+        names = name_of((uniq % n_labels).tolist())
+        cuts = _starts(g_bucket)
+        spans = list(zip(cuts.tolist(), [*cuts[1:].tolist(), len(uniq)], strict=True))
+        width_s = _WIDTH_S[gran]
+        buckets_s = (g_bucket[cuts] * width_s).tolist()
+        for metric, values in metrics:
+            if values is None:
+                sums = np.diff(np.append(starts, len(keys_sorted)))
+            else:
+                sums = np.add.reduceat(values[order], starts)
+            sums_list: list[int] = sums.astype(np.int64).tolist()
+            for b, (s, e) in zip(buckets_s, spans, strict=True):
+                self.delta.hash_keys.append(self.keys.agg(gran, b, metric))
+                self.delta.hash_fields.append(names[s:e])
+                self.delta.hash_values.append(sums_list[s:e])
+
+    def add_hll(self, key_ids: I64, members: I64, key_name: Callable[[list[int]], list[str]]) -> None:
+        """PFADD the distinct ``members`` of each key id (names from ``key_name``)."""
+        if len(key_ids) == 0:
+            return
+        kid, dense = _dense(key_ids)
+        mmin, mmax = int(members.min()), int(members.max())
+        span = mmax - mmin + 1
+        if mmin >= 0 and len(kid) * span < _PACK_LIMIT:
+            pairs = np.sort(dense * span + (members - mmin))
+            pairs = pairs[_starts(pairs)]
+            k_sorted, m_sorted = pairs // span, pairs % span + mmin
+        else:  # huge ids: a two-key sort instead of one packed key
+            order = np.lexsort((members, dense))
+            k_sorted, m_sorted = dense[order], members[order]
+            keep = np.ones(len(order), dtype=bool)
+            keep[1:] = (k_sorted[1:] != k_sorted[:-1]) | (m_sorted[1:] != m_sorted[:-1])
+            k_sorted, m_sorted = k_sorted[keep], m_sorted[keep]
+        starts = _starts(k_sorted)
+        ends = [*starts[1:].tolist(), len(k_sorted)]
+        names = key_name(kid[k_sorted[starts]].tolist())
+        m_list: list[int] = m_sorted.tolist()
+        for name, s, e in zip(names, starts.tolist(), ends, strict=True):
+            self.delta.hll_keys.append(name)
             self.delta.hll_members.append(m_list[s:e])
 
 
-_GRAN_MS_DICT = dict(_GRAN_MS)
-
-
-def _factorize(labels: pa.Array) -> tuple[I64, pa.Array]:
-    encoded = pc.dictionary_encode(labels)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    return codes, encoded.dictionary
-
-
-def _store_label(table: pa.Table, *others: str) -> pa.Array:
-    parts = [pc.cast(table.column("store_id"), pa.string())]
-    parts += [pc.cast(table.column(o), pa.string()) for o in others]
-    if len(parts) == 1:
-        return _chunk(parts[0])
-    return _chunk(pc.binary_join_element_wise(*parts, ":"))
-
-
-def _chunk(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+_WIDTH_S = {g: ms // 1000 for g, ms in _GRAN_MS}
 
 
 def aggregate(
@@ -170,7 +205,7 @@ def aggregate(
     delta = BatchDelta(offsets=offset_ranges(partitions, offsets))
     n = table.num_rows
     delta.events = n
-    delta.meta = {META_MESSAGES: int(len(offsets)), META_EVENTS: n, META_BATCHES: 1}
+    delta.meta = {META_MESSAGES: len(offsets), META_EVENTS: n, META_BATCHES: 1}
     if extra_meta:
         for k, v in extra_meta.items():
             delta.meta[k] = delta.meta.get(k, 0) + int(v)
@@ -178,74 +213,109 @@ def aggregate(
         return delta
     ts = _col(table, "ts")
     delta.max_event_ts = int(ts.max())
-    etype = _chunk(table.column("event_type"))
-    b = _Builder(keys, delta)
-    is_order = _mask(pc.equal(etype, "order_placed"))
-    is_refund = _mask(pc.equal(etype, "refund"))
-    is_fail = _mask(pc.and_(pc.equal(etype, "payment"), pc.equal(table.column("status"), "failed")))
-    is_inv = _mask(pc.equal(etype, "inventory_update"))
-    store_type = _store_label(table, "event_type")
-    store = _store_label(table)
+    tcode, tnames = _factorize(table.column("event_type"))
+    n_types = len(tnames)
+    s_uniq, s_code = _dense(_col(table, "store_id"))
+    s_names = [str(s) for s in s_uniq.tolist()]
+    n_stores = len(s_names)
+
+    def is_type(name: str) -> Mask:
+        return tcode == tnames.index(name) if name in tnames else np.zeros(n, dtype=bool)
+
+    is_order, is_refund, is_inv = is_type("order_placed"), is_type("refund"), is_type("inventory_update")
+    is_fail = is_type("payment")
+    if is_fail.any():
+        is_fail &= _mask(pc.equal(table.column("status"), "failed"))
     amount = _col(table, "amount_cents")
+    stores = lambda codes: [s_names[c] for c in codes]  # noqa: E731
+    store_types = lambda codes: [  # noqa: E731
+        f"{s_names[c // n_types]}:{tnames[c % n_types]}" for c in codes
+    ]
+    inv_label: I64 | None = None
+    if is_inv.any():
+        p_uniq, p_code = _dense(_col(table, "product_id")[is_inv])
+        n_products = len(p_uniq)
+        p_names = [str(p) for p in p_uniq.tolist()]
+        inv_label = s_code[is_inv] * n_products + p_code
+        inv_delta = _col(table, "delta")[is_inv]
+        store_products = lambda codes: [  # noqa: E731
+            f"{s_names[c // n_products]}:{p_names[c % n_products]}" for c in codes
+        ]
+    b = _Builder(keys, delta)
     for gran, width_ms in _GRAN_MS:
         bucket = ts // width_ms
-        b.add_hash(gran, "events", bucket, store_type, None)
-        b.add_hash(gran, "orders", bucket[is_order], store.filter(pa.array(is_order)), None)
-        b.add_hash(gran, "revenue", bucket[is_order], store.filter(pa.array(is_order)), amount[is_order])
-        b.add_hash(gran, "refunds", bucket[is_refund], store.filter(pa.array(is_refund)), amount[is_refund])
-        b.add_hash(gran, "payment_failures", bucket[is_fail], store.filter(pa.array(is_fail)), None)
-        if is_inv.any():
-            inv = table.filter(pa.array(is_inv))
-            b.add_hash(gran, "inventory_delta", bucket[is_inv], _store_label(inv, "product_id"), _col(inv, "delta"))
-    _add_hlls(b, table, ts, etype, keys)
+        b.add_hash(
+            gran, [("events", None)], bucket, s_code * n_types + tcode, n_stores * n_types, store_types
+        )
+        b.add_hash(
+            gran,
+            [("orders", None), ("revenue", amount[is_order])],
+            bucket[is_order],
+            s_code[is_order],
+            n_stores,
+            stores,
+        )
+        b.add_hash(
+            gran, [("refunds", amount[is_refund])], bucket[is_refund], s_code[is_refund], n_stores, stores
+        )
+        b.add_hash(gran, [("payment_failures", None)], bucket[is_fail], s_code[is_fail], n_stores, stores)
+        if inv_label is not None:
+            b.add_hash(
+                gran,
+                [("inventory_delta", inv_delta)],
+                bucket[is_inv],
+                inv_label,
+                n_stores * n_products,
+                store_products,
+            )
+    _add_hlls(b, keys, ts, tcode, tnames, s_code, s_uniq, _col(table, "customer_id"))
     return delta
 
 
-def _mask(arr: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:
-    filled = pc.fill_null(arr, False)
-    return np.asarray(_chunk(filled).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _add_hlls(b: _Builder, table: pa.Table, ts: I64, etype: pa.Array, keys: SpeedKeys) -> None:
-    """Per (minute, type), (hour, type) and (hour, store) customer HLLs.
-
-    Keys are built only for the (bucket, label) pairs present in the batch.
-    """
-    customers = _col(table, "customer_id")
-    type_codes, type_names = _factorize(etype)
-    names: list[str] = type_names.to_pylist()
-    for gran, width_ms in _GRAN_MS:
-        width_s = width_ms // 1000
-        _hll_by(
-            b,
-            ts // width_ms,
-            type_codes,
-            len(names),
-            customers,
-            lambda bk, code, g=gran, w=width_s: keys.hll_event_type(g, bk * w, names[code]),
-        )
-    store_codes, store_uniques = _factorize(_chunk(table.column("store_id")))
-    stores: list[int] = store_uniques.to_pylist()
-    _hll_by(
-        b,
-        ts // _HOUR_MS,
-        store_codes,
-        len(stores),
-        customers,
-        lambda bk, code: keys.hll_store(bk * 3600, stores[code]),
-    )
-
-
-def _hll_by(
+def _add_hlls(
     b: _Builder,
-    bucket: I64,
-    codes: I64,
-    n_codes: int,
+    keys: SpeedKeys,
+    ts: I64,
+    tcode: I64,
+    tnames: list[str],
+    s_code: I64,
+    s_uniq: I64,
     customers: I64,
-    key: Callable[[int, int], str],
 ) -> None:
-    bmin = int(bucket.min())
-    composite = (bucket - bmin) * n_codes + codes
-    used, dense = np.unique(composite, return_inverse=True)
-    key_of = [key(bmin + c // n_codes, c % n_codes) for c in used.tolist()]
-    b.add_hll(dense.astype(np.int64).reshape(-1), customers, key_of)
+    """Per (minute, type), (hour, type) and (hour, store) customer HLLs, in one pass.
+
+    The three families share one key-id space (family, bucket, label), so one
+    sort deduplicates members and groups them by key; key names are built only
+    for the keys present in the batch.
+    """
+    n_types, n_stores = len(tnames), len(s_uniq)
+    minute, hour = ts // _MINUTE_MS, ts // _HOUR_MS
+    mmin, hmin = int(minute.min()), int(hour.min())
+    n_min = int(minute.max()) - mmin + 1
+    n_hour = int(hour.max()) - hmin + 1
+    base_h = n_min * n_types
+    base_s = base_h + n_hour * n_types
+    ids = np.concatenate(
+        [
+            (minute - mmin) * n_types + tcode,
+            base_h + (hour - hmin) * n_types + tcode,
+            base_s + (hour - hmin) * n_stores + s_code,
+        ]
+    )
+    stores = s_uniq.tolist()
+
+    def name(key_ids: list[int]) -> list[str]:
+        out: list[str] = []
+        for k in key_ids:
+            if k < base_h:
+                bk, t = divmod(k, n_types)
+                out.append(keys.hll_event_type("m", (mmin + bk) * 60, tnames[t]))
+            elif k < base_s:
+                bk, t = divmod(k - base_h, n_types)
+                out.append(keys.hll_event_type("h", (hmin + bk) * 3600, tnames[t]))
+            else:
+                bk, s = divmod(k - base_s, n_stores)
+                out.append(keys.hll_store((hmin + bk) * 3600, int(stores[s])))
+        return out
+
+    b.add_hll(ids, np.concatenate([customers, customers, customers]), name)

@@ -26,10 +26,20 @@ if #stale > 0 then
 end
 local ttl = b.ttl
 local hk, hf, hv = b.hk, b.hf, b.hv
+-- Read-modify-write per hash in chunks (HMGET + one HSET) instead of one
+-- HINCRBY per field: a tenth of the calls (and of the AOF records). Atomic,
+-- as the whole script is; sums stay exact integers below 2^53.
 for k = 1, #hk do
   local key, f, v = hk[k], hf[k], hv[k]
-  for i = 1, #f do
-    redis.call('HINCRBY', key, f[i], v[i])
+  for s = 1, #f, 3000 do
+    local e = math.min(s + 2999, #f)
+    local cur = redis.call('HMGET', key, unpack(f, s, e))
+    local args = {}
+    for i = s, e do
+      args[#args + 1] = f[i]
+      args[#args + 1] = (tonumber(cur[i - s + 1]) or 0) + v[i]
+    end
+    redis.call('HSET', key, unpack(args))
   end
   redis.call('EXPIRE', key, ttl)
 end

@@ -8,6 +8,7 @@ the DLQ, latency) can address messages without per-event Python objects.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +51,9 @@ class CheckedBatch:
     rejects: list[object]
     dlq_by_reason: Counter[str] = field(default_factory=Counter)
     shed_by_type: Counter[str] = field(default_factory=Counter)
+    # Must run (and succeed) before the batch's Redis write: the DLQ flush when
+    # it is deferred to the writer thread (see ``speed_layer.nodes.dead_letters``).
+    before_write: Callable[[], None] | None = None
 
     def extra_meta(self) -> dict[str, int]:
         """Counters for the Redis meta hash: ``dlq:{reason}``, ``shed:{type}``."""
@@ -66,3 +70,4 @@ class AppliedBatch:
     delta: BatchDelta
     applied_at: float  # time.time() when the Redis write returned
     replayed_rows: int = 0  # rows dropped because Redis already held them
+    write_seconds: float = 0.0  # time spent in the Redis write(s) of this batch

@@ -2,14 +2,15 @@
 
 Each is a ``Stream`` subclass registered with ``Stream.register_api()``; its
 ``update`` does the step for a whole batch with array operations and emits
-the result synchronously, so one batch flows from the source to the commit
-before the next is consumed:
+the result synchronously (except the Redis write when it overlaps, see
+:class:`apply_redis`):
 
 ``validate_events`` (RawBatch -> CheckedBatch) -> ``dead_letters`` (DLQ, then
 pass on) -> ``shed_events`` (drop low-priority types under sustained lag) ->
 ``aggregate_batch`` (-> (CheckedBatch, BatchDelta)) -> ``apply_redis`` (one
-atomic Lua call; on a replay, drop the rows Redis already holds and retry) ->
-``commit_offsets`` (Kafka commit, a resume hint).
+atomic Lua call; on a replay, drop the rows Redis already holds and retry;
+optionally in a worker thread, overlapping the next batch, at most one write in
+flight) -> ``commit_offsets`` (Kafka commit, a resume hint).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -45,7 +47,7 @@ __all__ = [
 
 
 @Stream.register_api()
-class validate_events(Stream):  # noqa: N801 - streamz names nodes like functions
+class validate_events(Stream):
     """Decode and validate a RawBatch against the schema registry (vectorised)."""
 
     def __init__(self, upstream: Stream, window: TimeWindow, **kwargs: Any) -> None:
@@ -66,22 +68,30 @@ class validate_events(Stream):  # noqa: N801 - streamz names nodes like function
 
 
 @Stream.register_api()
-class dead_letters(Stream):  # noqa: N801
+class dead_letters(Stream):
     """Send the batch's rejects to the DLQ and wait for the broker's ack.
 
-    Flushed before the batch is applied, so a crash repeats a dead letter
-    rather than losing it (see ``lambda_rt.dlq``).
+    Flushed before the batch is applied to Redis, so a crash repeats a dead
+    letter rather than losing it (see ``lambda_rt.dlq``). With ``defer_flush``
+    the wait for the ack moves to the Redis writer thread (``before_write``),
+    still ahead of that batch's write, so it overlaps the next batch's work.
     """
 
-    def __init__(self, upstream: Stream, writer: DeadLetterWriter, **kwargs: Any) -> None:
+    def __init__(
+        self, upstream: Stream, writer: DeadLetterWriter, defer_flush: bool = False, **kwargs: Any
+    ) -> None:
         self.writer = writer
+        self.defer_flush = defer_flush
         super().__init__(upstream, **kwargs)
 
     def update(self, x: CheckedBatch, who: Any = None, metadata: Any = None) -> Any:
         if x.rejects:
             raw = x.raw
             self.writer.send(x.rejects, raw.values, raw.partitions, raw.offsets, raw.topic)  # type: ignore[arg-type]
-            self.writer.flush()
+            if self.defer_flush:
+                x.before_write = self.writer.flush
+            else:
+                self.writer.flush()
         return self._emit(x, metadata=metadata)
 
 
@@ -126,7 +136,7 @@ class LoadShedder:
 
 
 @Stream.register_api()
-class shed_events(Stream):  # noqa: N801
+class shed_events(Stream):
     """Drop the shedder's event types from the batch while it is active (counted)."""
 
     def __init__(self, upstream: Stream, shedder: LoadShedder, **kwargs: Any) -> None:
@@ -149,7 +159,7 @@ class shed_events(Stream):  # noqa: N801
 
 
 @Stream.register_api()
-class aggregate_batch(Stream):  # noqa: N801
+class aggregate_batch(Stream):
     """Vectorised group-by of the batch into the Redis delta."""
 
     def __init__(self, upstream: Stream, keys: SpeedKeys, **kwargs: Any) -> None:
@@ -200,13 +210,20 @@ def _drop_applied(x: CheckedBatch, stored: dict[int, int]) -> tuple[CheckedBatch
 
 
 @Stream.register_api()
-class apply_redis(Stream):  # noqa: N801
+class apply_redis(Stream):
     """One atomic Redis write per batch; replays are trimmed, never double counted.
 
     If Redis already holds part of the batch's offset range (another member
     applied it after a rebalance, or this process restarted), the rows below
     the stored offsets are dropped, the rest is re-aggregated and written, and
     the source skips ahead on those partitions.
+
+    With ``overlap`` the write runs in one worker thread while the caller
+    consumes, validates and aggregates the next batch (Redis runs on another
+    core). At most one write is in flight: a new batch first waits for the
+    previous write (:meth:`drain`), which then flows on to the Kafka commit, so
+    offsets are still committed only after their Redis write succeeded. The
+    source drains before a rebalance, when idle, and before closing.
     """
 
     def __init__(
@@ -215,22 +232,58 @@ class apply_redis(Stream):  # noqa: N801
         applier: BatchApplier,
         keys: SpeedKeys,
         on_stale: Callable[[dict[int, int]], None] | None = None,
+        overlap: bool = False,
         **kwargs: Any,
     ) -> None:
         self.applier = applier
         self.keys = keys
         self.on_stale = on_stale
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="speed-redis") if overlap else None
+        self._inflight: Future[tuple[AppliedBatch, list[dict[int, int]]]] | None = None
         super().__init__(upstream, **kwargs)
 
     def update(self, x: tuple[CheckedBatch, BatchDelta], who: Any = None, metadata: Any = None) -> Any:
-        checked, delta = x
+        if self._pool is None:
+            return self._finish(self._write(*x), metadata)
+        out = self.drain()
+        self._inflight = self._pool.submit(self._write, *x)
+        return out
+
+    def drain(self) -> Any:
+        """Wait for the write in flight (if any) and pass it on to the commit.
+
+        Raises what the write raised (e.g. Redis unavailable): nothing of that
+        batch was committed to Kafka, so a restart replays it.
+        """
+        future, self._inflight = self._inflight, None
+        if future is None:
+            return None
+        return self._finish(future.result())
+
+    def close(self) -> None:
+        """Stop the worker thread (after :meth:`drain`)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _finish(self, done: tuple[AppliedBatch, list[dict[int, int]]], metadata: Any = None) -> Any:
+        applied, stale = done
+        if self.on_stale is not None:
+            for s in stale:  # consumer calls stay on the consuming thread
+                self.on_stale(s)
+        return self._emit(applied, metadata=metadata)
+
+    def _write(self, checked: CheckedBatch, delta: BatchDelta) -> tuple[AppliedBatch, list[dict[int, int]]]:
+        if checked.before_write is not None:
+            checked.before_write()  # e.g. the DLQ ack: raises, and nothing is written, if it fails
         replayed = 0
+        write_s = 0.0
+        stale: list[dict[int, int]] = []
         for _ in range(100):
             result = self.applier.apply(delta)
+            write_s += result.seconds
             if result.applied:
                 break
-            if self.on_stale is not None:
-                self.on_stale(result.stale)
+            stale.append(result.stale)
             checked, dropped = _drop_applied(checked, result.stale)
             replayed += dropped
             delta = aggregate(
@@ -242,12 +295,18 @@ class apply_redis(Stream):  # noqa: N801
             )
         else:  # pragma: no cover - would need 100 concurrent appliers racing
             raise RuntimeError("Redis kept rejecting the batch as stale")
-        out = AppliedBatch(checked=checked, delta=delta, applied_at=time.time(), replayed_rows=replayed)
-        return self._emit(out, metadata=metadata)
+        out = AppliedBatch(
+            checked=checked,
+            delta=delta,
+            applied_at=time.time(),
+            replayed_rows=replayed,
+            write_seconds=write_s,
+        )
+        return out, stale
 
 
 @Stream.register_api()
-class commit_offsets(Stream):  # noqa: N801
+class commit_offsets(Stream):
     """Commit the applied batch's offsets to Kafka and record metrics."""
 
     def __init__(

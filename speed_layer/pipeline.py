@@ -2,9 +2,12 @@
 
 :func:`run_speed` owns the clients (Kafka consumer, DLQ producer, Redis) for
 the life of the run. It runs the whole pipeline on one asyncio loop in the
-calling thread, one micro-batch at a time. SIGTERM/SIGINT set a flag; the
-loop finishes the batch in hand (Redis write, Kafka commit), leaves the
-consumer group and returns. It does not start any server of the stack.
+calling thread, one micro-batch at a time, except that the Redis write of a
+batch runs in a worker thread while the next batch is consumed, validated and
+aggregated (``settings.speed.overlap_writes``; at most one write in flight,
+Kafka commits only after it). SIGTERM/SIGINT set a flag; the loop finishes
+the batch in hand (Redis write, Kafka commit), leaves the consumer group and
+returns. It does not start any server of the stack.
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-
-from streamz import Stream
 
 from lambda_rt.clients.kafka import ensure_topics, make_producer
 from lambda_rt.clients.redis import make_redis
@@ -91,14 +92,17 @@ class SpeedPipeline:
             lag_seconds=speed.shed_lag_seconds,
         )
         window = TimeWindow(max_age_ms=speed.max_event_age_ms, max_future_ms=speed.max_event_future_ms)
-        applied = (
+        self.writer = (
             self.source.validate_events(window)
-            .dead_letters(DeadLetterWriter(self.producer, settings.kafka.dlq_topic))
+            .dead_letters(
+                DeadLetterWriter(self.producer, settings.kafka.dlq_topic), defer_flush=speed.overlap_writes
+            )
             .shed_events(self.shedder)
             .aggregate_batch(self.keys)
-            .apply_redis(applier, self.keys, on_stale=self.source.seek_past)
-            .commit_offsets(self.source, metrics)
+            .apply_redis(applier, self.keys, on_stale=self.source.seek_past, overlap=speed.overlap_writes)
         )
+        self.source.drain = self.writer.drain
+        applied = self.writer.commit_offsets(self.source, metrics)
         self._sinks = [applied.sink(self.report.add)]
         if on_applied is not None:
             self._sinks.append(applied.sink(on_applied))
@@ -116,6 +120,7 @@ class SpeedPipeline:
         try:
             asyncio.run(self._run())
         finally:
+            self.writer.close()
             self.producer.flush(10)
             self.redis.close()
         self.report.seconds = time.monotonic() - t0

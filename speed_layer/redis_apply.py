@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 import msgpack
 import redis
@@ -31,7 +31,7 @@ __all__ = ["ApplyResult", "BatchApplier", "load_script", "stored_offsets"]
 
 def load_script() -> str:
     """The Lua source of the batch writer (shipped as package data)."""
-    return resources.files("speed_layer").joinpath("apply.lua").read_text(encoding="utf-8")
+    return Path(__file__).with_name("apply.lua").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)

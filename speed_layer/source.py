@@ -2,10 +2,13 @@
 
 Each cycle calls ``consume(num_messages=batch_size, timeout=batch_timeout)``
 once and emits the batch synchronously: the downstream nodes validate,
-aggregate, write Redis and commit before the next ``consume()``. So a
-rebalance callback (fired inside ``consume()``) never sees a half-applied
-batch, and in-flight work is bounded by one batch plus librdkafka's prefetch
-queue (``queued.max.messages.kbytes``).
+aggregate and hand the batch to the Redis writer, which may still be writing
+it (at most one batch in flight) when the next ``consume()`` starts. The
+``drain`` hook waits for that write and commits it; the source calls it before
+a rebalance callback (fired inside ``consume()``) changes the assignment, when
+a ``consume()`` returns nothing, and before closing. So a rebalance never sees
+a half-applied batch, and in-flight work is bounded by two batches plus
+librdkafka's prefetch queue (``queued.max.messages.kbytes``).
 
 On partition assignment each partition is positioned at the next offset Redis
 holds for it (Redis is the source of truth; the Kafka commit is a hint used
@@ -16,6 +19,7 @@ broker reports them wrong): lag is computed from our own offsets, see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -75,7 +79,7 @@ class LagTracker:
 
 
 @Stream.register_api(staticmethod)
-class from_speed_kafka(Source):  # noqa: N801 - streamz names nodes like functions
+class from_speed_kafka(Source):
     """Consume the events topic in group ``settings.speed.group`` as RawBatches.
 
     Args:
@@ -105,6 +109,8 @@ class from_speed_kafka(Source):  # noqa: N801 - streamz names nodes like functio
         self._last_message: float | None = None
         self._batch_size = settings.speed.batch_size
         self._timeout_s = settings.speed.batch_timeout_ms / 1000
+        self.drain: Callable[[], object] = lambda: None
+        """Waits for the batch in flight downstream and commits it (set by the pipeline)."""
         super().__init__(**kwargs)
 
     # -- Kafka plumbing ---------------------------------------------------------
@@ -122,6 +128,7 @@ class from_speed_kafka(Source):  # noqa: N801 - streamz names nodes like functio
         return consumer
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.drain()
         stored = self.resume_offsets()
         for tp in partitions:
             if tp.partition in stored:
@@ -134,7 +141,7 @@ class from_speed_kafka(Source):  # noqa: N801 - streamz names nodes like functio
             self._last_message = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # The previous batch is fully applied and committed (synchronous loop).
+        self.drain()  # the batch in flight is applied and committed before we let go
         consumer.incremental_unassign(partitions)
         gone = [tp.partition for tp in partitions]
         self.assigned.difference_update(gone)
@@ -147,10 +154,8 @@ class from_speed_kafka(Source):  # noqa: N801 - streamz names nodes like functio
         tps = [TopicPartition(self.topic, p, nxt) for p, _, nxt in offsets]
         for p, _, nxt in offsets:
             self.lag.committed[p] = nxt
-        try:
+        with contextlib.suppress(KafkaException):  # a hint: Redis holds the truth
             self.consumer.commit(offsets=tps, asynchronous=True)
-        except KafkaException:
-            pass  # a hint: Redis holds the truth; the next commit carries it
 
     def seek_past(self, stored: dict[int, int]) -> None:
         """Skip ahead on partitions whose offsets Redis already holds."""
@@ -180,7 +185,7 @@ class from_speed_kafka(Source):  # noqa: N801 - streamz names nodes like functio
         if msgs:
             good = [m for m in msgs if m.error() is None]
             if len(good) != len(msgs):
-                errors = [m.error() for m in msgs if m.error() is not None]
+                errors = [e for e in (m.error() for m in msgs) if e is not None]
                 fatal = [e for e in errors if e.fatal()]
                 if fatal:
                     raise SpeedLayerError(f"Kafka consumer failed: {fatal[0]}")
@@ -188,7 +193,7 @@ class from_speed_kafka(Source):  # noqa: N801 - streamz names nodes like functio
                 self._last_message = time.monotonic()
                 batch = RawBatch(
                     topic=self.topic,
-                    values=[m.value() for m in good],
+                    values=[m.value() or b"" for m in good],
                     partitions=np.fromiter((m.partition() for m in good), np.int64, len(good)),
                     offsets=np.fromiter((m.offset() for m in good), np.int64, len(good)),
                     timestamps_ms=np.fromiter((m.timestamp()[1] for m in good), np.int64, len(good)),
@@ -196,6 +201,7 @@ class from_speed_kafka(Source):  # noqa: N801 - streamz names nodes like functio
                 )
                 await self.emit(batch, asynchronous=True)
                 return
+        self.drain()
         self.lag.seconds = 0.0
         if self._idle():
             self.stop()
@@ -206,6 +212,7 @@ class from_speed_kafka(Source):  # noqa: N801 - streamz names nodes like functio
         self.started = True
         try:
             await self.run()
+            self.drain()
         finally:
             self.close()
 
@@ -213,7 +220,5 @@ class from_speed_kafka(Source):  # noqa: N801 - streamz names nodes like functio
         """Leave the group (its partitions go to the other members at once)."""
         if self.consumer is not None:
             consumer, self.consumer = self.consumer, None
-            try:
+            with contextlib.suppress(KafkaException, RuntimeError):
                 consumer.close()
-            except (KafkaException, RuntimeError):
-                pass

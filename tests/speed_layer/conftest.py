@@ -17,6 +17,7 @@ import redis
 from lambda_rt.clients.kafka import make_producer
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
+from lambda_rt.testing import oracle_frame, oracle_metrics
 from speed_layer.keys import SpeedKeys
 
 
@@ -62,7 +63,7 @@ def keys(isolated) -> SpeedKeys:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def produce(isolated) -> Callable[[Sequence[bytes]], None]:  # type: ignore[no-untyped-def]
+def produce(isolated) -> Iterator[Callable[[Sequence[bytes]], None]]:  # type: ignore[no-untyped-def]
     """Produce raw values (key = None) to the test's topic and wait for acks."""
     producer = make_producer(isolated.settings.kafka)
 
@@ -76,8 +77,63 @@ def produce(isolated) -> Callable[[Sequence[bytes]], None]:  # type: ignore[no-u
                     producer.poll(0.05)
         assert producer.flush(30) == 0
 
-    return _produce
+    yield _produce
+    producer.flush(5)
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+MetricSeries = dict[str, pd.Series]
+
+
+_BY: dict[str, list[str]] = {
+    "events": ["store_id", "event_type"],
+    "inventory_delta": ["store_id", "product_id"],
+}
+ADDITIVE = ("events", "orders", "revenue", "refunds", "payment_failures", "inventory_delta")
+
+
+def oracle_view(values: Sequence[bytes], now: int, granularity: str = "minute") -> MetricSeries:
+    """Every additive metric of ``values`` per ``lambda_rt.testing`` (the independent oracle)."""
+    frame = oracle_frame(values, now_ms=now)
+    out: MetricSeries = {}
+    for metric in ADDITIVE:
+        by = _BY.get(metric, ["store_id"])
+        df = oracle_metrics(frame, metric, by=by, granularity=granularity)
+        df["bucket_s"] = (df["bucket"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        out[metric] = _norm(df.set_index(["bucket_s", *by])["value"])
+    return out
+
+
+def _norm(s: pd.Series) -> pd.Series:
+    s = s.astype("int64")
+    s = s[s != 0] if len(s) else s
+    return s.sort_index()
+
+
+def view_metrics(settings: Settings, gran: str = "m") -> MetricSeries:
+    """The speed view's additive metrics, keyed like :func:`expected_metrics`."""
+    frames = speed_view(settings, gran)
+    out: MetricSeries = {}
+    for metric in ADDITIVE:
+        cols = ["bucket_s", *_BY.get(metric, ["store_id"])]
+        df = frames.get(metric)
+        if df is None:
+            out[metric] = pd.Series([], dtype="int64")
+            continue
+        out[metric] = _norm(df.groupby(cols)["value"].sum())
+    return out
+
+
+def assert_metrics_equal(got: MetricSeries, want: MetricSeries) -> None:
+    """Every additive metric equal, bucket by bucket (a readable diff on failure)."""
+    for metric, w in want.items():
+        g = got.get(metric, pd.Series([], dtype="int64"))
+        if len(w) == 0 and len(g) == 0:
+            continue
+        joined = pd.concat([g.rename("got"), w.rename("want")], axis=1).fillna(0)
+        diff = joined[joined["got"] != joined["want"]]
+        assert diff.empty, f"{metric}: {len(diff)} buckets differ, e.g.\n{diff.head(10)}"
+        assert int(g.sum()) == int(w.sum()), metric

@@ -1,12 +1,14 @@
 """The Quix Streams peer of the speed-layer benchmark (run by bench/speed.py).
 
 Runs in its own virtualenv (``.bench-venv``, quixstreams==3.28.1), never in the
-project's: ``python bench/quix_peer.py BOOTSTRAP TOPIC N GROUP STATE_DIR``.
+project's: ``python bench/_quix_peer.py BOOTSTRAP TOPIC N GROUP STATE_DIR``.
 It computes the same per-store 1-minute count + revenue (order_placed
 amount_cents) with a tumbling event-time window keyed by the message key
 (store id), reading the topic from the beginning, and prints one JSON line:
 ``{"messages": ..., "seconds": ..., "rate": ...}`` timed from the first
-message to the N-th (group join excluded).
+message to the N-th (group join excluded). Quix runs in its normal
+configuration (default commit interval and consumer settings, RocksDB state);
+only the group-join timeout and ``fetch.wait.max.ms`` match the speed layer's.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def main() -> None:
         on_processing_error=on_processing_error,
         loglevel="WARNING",
         consumer_extra_config={"session.timeout.ms": 6000, "fetch.wait.max.ms": 10},
-        commit_interval=1.0,
+        # commit_interval: Quix's default (5 s), its normal configuration
     )
     topic = app.topic(topic_name, value_deserializer="json", timestamp_extractor=ts_of)
     sdf = app.dataframe(topic)

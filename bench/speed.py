@@ -1,0 +1,307 @@
+"""Speed-layer benchmark: raw consume vs the speed layer vs Quix Streams, + latency.
+
+``python -m bench.speed [--events N]`` starts a throw-away embedded stack
+(tansu in memory mode, Redis, SeaweedFS) on free ports, produces N generated
+events (realistic mix, 1% malformed) once, then on that same topic measures:
+
+1. raw consume: confluent-kafka ``consume(10000)`` touching only the values,
+   the physical limit of a Python consumer here;
+2. the lambda-rt speed layer, full path (validation, DLQ, exactly-once Lua
+   write, HLL), in this process;
+3. Quix Streams 3.28.1 (own virtualenv ``.bench-venv``, installed on first
+   run) computing per-store 1-minute count + revenue;
+4. event-to-visible latency at an offered load (default 100K events/s):
+   Kafka message timestamp (set at produce) -> the Redis write returned.
+
+Rates are timed from the first message received to the last one handled (the
+consumer-group join is excluded for everyone). The last lines are the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from lambda_rt.clients.kafka import ensure_topics, make_consumer, make_producer
+from lambda_rt.clients.redis import make_redis
+from lambda_rt.config import Settings, load_settings
+from lambda_rt.events.generator import EventGenerator, GeneratorConfig
+from lambda_rt.producing import produce_batches
+from lambda_rt.stack import launcher
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_VENV = ROOT / ".bench-venv"
+QUIX_VERSION = "3.28.1"
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports whose +10000 twins are free too (SeaweedFS gRPC)."""
+    out: list[int] = []
+    while len(out) < n:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        candidates = (port, port + 10_000, port + 1, port + 10_001)
+        if port + 10_001 > 65535 or any(p in out for p in candidates):
+            continue
+        try:
+            for p in candidates:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        out.append(port)
+    return out
+
+
+@contextmanager
+def bench_stack() -> Iterator[Settings]:
+    """A throw-away embedded stack (broker in memory) on free ports."""
+    with tempfile.TemporaryDirectory(prefix="lrt-bench-") as tmp:
+        ports = _free_ports(6)
+        names = ("kafka_port", "redis_port", "s3_port", "s3_master_port", "s3_volume_port", "s3_filer_port")
+        stack = dict(zip(names, ports, strict=True))
+        base = load_settings(state_dir=tmp, stack={**stack, "broker_storage": "memory"})
+        launcher.up(base)
+        settings = load_settings(state_dir=tmp)
+        try:
+            yield settings
+        finally:
+            launcher.down(settings)
+
+
+def _slice(settings: Settings, topic: str, tag: str, batch_size: int) -> Settings:
+    return settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(update={"topic": topic, "dlq_topic": f"{topic}.dlq"}),
+            "redis": settings.redis.model_copy(update={"key_prefix": tag}),
+            "speed": settings.speed.model_copy(update={"group": f"speed-{tag}", "batch_size": batch_size}),
+        }
+    )
+
+
+def produce_events(settings: Settings, n: int, bad_fraction: float, seed: int) -> float:
+    """Produce ``n`` generated events to ``settings.kafka.topic``; returns msgs/s."""
+    ensure_topics(settings.kafka)
+    gen = EventGenerator(GeneratorConfig(seed=seed, bad_fraction=bad_fraction))
+    report = produce_batches(make_producer(settings.kafka), settings.kafka.topic, gen.iter_batches(n))
+    return report.rate
+
+
+def raw_consume(settings: Settings, n: int, timeout_s: float = 120.0) -> float:
+    """Messages/s of a bare confluent-kafka consumer touching only the values."""
+    consumer = make_consumer(settings.kafka, f"raw-{time.time_ns()}")
+    consumer.subscribe([settings.kafka.topic])
+    seen = 0
+    nbytes = 0
+    first = 0.0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while seen < n and time.monotonic() < deadline:
+            msgs = consumer.consume(num_messages=10_000, timeout=0.1)
+            if not msgs:
+                continue
+            if not seen:
+                first = time.perf_counter()
+            seen += len(msgs)
+            nbytes += sum(len(m.value() or b"") for m in msgs)
+        elapsed = time.perf_counter() - first
+    finally:
+        consumer.close()
+    if seen < n:
+        raise RuntimeError(f"raw consume read {seen} of {n} messages")
+    return seen / elapsed
+
+
+def speed_layer(settings: Settings, n: int) -> tuple[float, dict[str, float]]:
+    """Messages/s of the full speed layer; returns it with its run report figures."""
+    from speed_layer.batch import AppliedBatch
+    from speed_layer.pipeline import run_speed
+
+    marks: dict[str, float] = {}
+    write_s = 0.0
+    increments = 0
+
+    def on_applied(b: AppliedBatch) -> None:
+        nonlocal write_s, increments
+        marks.setdefault("first", b.checked.raw.consumed_at)
+        write_s += b.write_seconds
+        increments += b.delta.increments
+        marks["last"] = time.monotonic()
+
+    report = run_speed(settings, until_idle_s=2.0, handle_signals=False, on_applied=on_applied)
+    if report.messages != n:
+        raise RuntimeError(f"speed layer handled {report.messages} of {n} messages")
+    elapsed = marks["last"] - marks["first"]
+    figures: dict[str, float] = {
+        "events": report.events,
+        "dlq": report.dead_letters,
+        "batches": report.batches,
+        "elapsed": elapsed,
+        "write_s": write_s,
+        "increments": increments,
+    }
+    return n / elapsed, figures
+
+
+def _ensure_quix() -> Path:
+    python = BENCH_VENV / "bin" / "python"
+    probe = [str(python), "-c", f"import quixstreams as q; assert q.__version__ == '{QUIX_VERSION}'"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"installing quixstreams=={QUIX_VERSION} into {BENCH_VENV} ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", f"quixstreams=={QUIX_VERSION}"], check=True)
+    return python
+
+
+def quix(settings: Settings, n: int) -> float:
+    """Messages/s of the Quix Streams peer (separate virtualenv and process)."""
+    python = _ensure_quix()
+    with tempfile.TemporaryDirectory(prefix="lrt-quix-") as state:
+        out = subprocess.run(
+            [
+                str(python),
+                str(Path(__file__).with_name("_quix_peer.py")),
+                settings.kafka.bootstrap,
+                settings.kafka.topic,
+                str(n),
+                f"quix-{time.time_ns()}",
+                state,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"quix peer failed: {out.stderr[-2000:]}")
+    result = json.loads(lines[-1])
+    if result["messages"] < n:
+        raise RuntimeError(f"quix peer handled {result['messages']} of {n} messages")
+    return float(result["rate"])
+
+
+def _latency_producer(kafka_json: str, topic: str, rate: float, seconds: float, go: object) -> None:
+    from lambda_rt.config import KafkaSettings
+
+    kafka = KafkaSettings.model_validate_json(kafka_json)
+    total = int(rate * seconds)
+    gen = EventGenerator(GeneratorConfig(seed=7, span_ms=1000))
+    batches = [gen.batch(min(1000, total - i)) for i in range(0, total, 1000)]
+    producer = make_producer(kafka, **{"linger.ms": 5})
+    go.wait()  # type: ignore[attr-defined]
+    produce_batches(producer, topic, batches, rate=rate)
+
+
+def latency(settings: Settings, rate: float, seconds: float) -> tuple[float, float, int, float]:
+    """p50/p99 ms from produce (message timestamp) to the Redis write returning.
+
+    Also returns the load really offered: messages measured over the span of
+    their produce timestamps (the producer process may fall short of ``rate``).
+    """
+    from speed_layer.batch import AppliedBatch
+    from speed_layer.pipeline import run_speed
+
+    ensure_topics(settings.kafka)
+    ctx = mp.get_context("spawn")
+    go = ctx.Event()
+    child = ctx.Process(
+        target=_latency_producer,
+        args=(settings.kafka.model_dump_json(), settings.kafka.topic, rate, seconds, go),
+    )
+    child.start()
+    warm = EventGenerator(GeneratorConfig(seed=1)).batch(10)
+    produce_batches(make_producer(settings.kafka), settings.kafka.topic, [warm])
+    samples: list[np.ndarray] = []
+    t_go = [0.0]
+
+    def on_applied(b: AppliedBatch) -> None:
+        now_ms = b.applied_at * 1000
+        if not go.is_set():
+            go.set()
+            t_go[0] = now_ms
+            return
+        ts = b.checked.raw.timestamps_ms
+        ts = ts[ts > t_go[0]]
+        samples.append(now_ms - ts)
+        produced.append(ts)
+
+    produced: list[np.ndarray] = []
+    run_speed(settings, until_idle_s=2.0, handle_signals=False, on_applied=on_applied)
+    child.join(60)
+    lat = np.concatenate(samples) if samples else np.zeros(1)
+    stamps = np.concatenate(produced) if produced else np.zeros(2)
+    offered = len(stamps) / max(1e-3, float(stamps.max() - stamps.min()) / 1000)
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), len(lat), offered
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--bad-fraction", type=float, default=0.01)
+    parser.add_argument("--latency-rate", type=float, default=100_000)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--batch-size", type=int, default=50_000, help="speed.batch_size (max per consume)")
+    parser.add_argument("--skip-quix", action="store_true", help="Skip the Quix Streams peer.")
+    args = parser.parse_args(argv)
+    n = args.events
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"speed-layer bench: {n:,} events, batch_size {args.batch_size:,}, {os.cpu_count()} cores, "
+        f"Python {sys.version.split()[0]}, load average at start {load}"
+    )
+    with bench_stack() as stack:
+        s = _slice(stack, "bench-events", "bench", args.batch_size)
+        produced = produce_events(s, n, args.bad_fraction, seed=11)
+        print(f"produced {n:,} events at {produced:,.0f}/s")
+        raw = raw_consume(s, n)
+        print(f"raw consume (confluent-kafka, values only): {raw:,.0f} msgs/s")
+        speed, figures = speed_layer(s, n)
+        client = make_redis(s.redis)
+        meta = {k.decode(): v.decode() for k, v in client.hgetall(f"{s.redis.key_prefix}:meta").items()}
+        client.close()
+        print(
+            f"lambda-rt speed layer (full path): {speed:,.0f} events/s "
+            f"({figures['events']:,} valid applied, {figures['dlq']:,} to the DLQ, "
+            f"{figures['batches']:.0f} batches; Redis meta messages={meta.get('messages')})"
+        )
+        per_batch = figures["write_s"] / max(1, figures["batches"]) * 1000
+        print(
+            f"  Redis Lua writes: {per_batch:.0f} ms per batch of ~{n / max(1, figures['batches']):,.0f}, "
+            f"{figures['write_s']:.1f} s of {figures['elapsed']:.1f} s elapsed "
+            f"(overlapped with the next batch), {figures['increments'] / max(1, figures['events']):.2f} "
+            "hash increments per event"
+        )
+        q = 0.0
+        if not args.skip_quix:
+            q = quix(s, n)
+            print(f"Quix Streams {QUIX_VERSION} (per-store 1-min count + revenue): {q:,.0f} events/s")
+        lat_settings = _slice(stack, "bench-latency", "lat", args.batch_size)
+        p50, p99, k, offered = latency(lat_settings, args.latency_rate, args.latency_seconds)
+        print(
+            f"event-to-visible latency at {args.latency_rate:,.0f} events/s requested "
+            f"({offered:,.0f}/s really offered): p50 {p50:.0f} ms, p99 {p99:.0f} ms ({k:,} events)"
+        )
+    print("load average at end " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print(f"speed layer / raw consume = {speed / raw:.2f} (target >= 0.30)")
+    if q:
+        print(f"speed layer / Quix Streams = {speed / q:.1f} (target >= 10)")
+    print(f"p99 event-to-visible = {p99:.0f} ms at {offered:,.0f}/s offered (target <= 500 ms at 100K/s)")
+
+
+if __name__ == "__main__":
+    main()
