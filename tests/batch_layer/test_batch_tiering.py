@@ -1,0 +1,172 @@
+"""Tier moves against real chDB + S3: every row exactly once at every step, crashes included."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+from batch_helpers import END, assert_views_equal_oracle, insert_events, make_events
+
+from batch_layer.recompute import run_recompute
+from batch_layer.tables import EVENTS_HOT, EVENTS_HOT_OUTBOX, EVENTS_WARM, EVENTS_WARM_OUTBOX, TIER_MOVES
+from batch_layer.tiering import run_tier
+from lambda_rt.clients.clickhouse import Client
+
+STEPS = ("started", "claimed", "copied", "verified", "recorded", "deleted")
+
+# Seeds one day of events into events_hot (own chDB dir of the subprocess env).
+SEED = """
+import json, numpy as np
+from lambda_rt.config import load_settings
+from lambda_rt.clients.clickhouse import open_clickhouse
+from lambda_rt.events.generator import EventGenerator, GeneratorConfig
+from lambda_rt.events.validate import validate_batch
+from batch_layer.ingest import to_hot_table
+from batch_layer.tables import ensure_tables
+end = {end_ms}
+vb = validate_batch([v for _, v in EventGenerator(GeneratorConfig(seed=5, end_ms=end, span_ms=6 * 3600 * 1000,
+     stores=20)).batch({n})], now_ms=end)
+c = open_clickhouse(load_settings()); ensure_tables(c)
+c.insert_arrow("events_hot", to_hot_table(vb.table, np.zeros(vb.n_valid, dtype=np.int64), vb.indices))
+print(json.dumps({{"rows": vb.n_valid}}))
+"""
+
+# Counts what a reader sees (every tier, through the manifest) and where rows physically are.
+CHECK = """
+import json
+from lambda_rt.config import load_settings
+from lambda_rt.clients.clickhouse import open_clickhouse
+from batch_layer import tiers
+from batch_layer.tables import ensure_tables
+s = load_settings(); c = open_clickhouse(s); ensure_tables(c)
+snap = tiers.snapshot(c)
+parts = ["SELECT event_id FROM (" + tiers.engine_sql(snap, 0, 2**62, ("event_id",)) + ")"]
+key, sec = s.s3.access_key.get_secret_value(), s.s3.secret_key.get_secret_value()
+for files in snap.cold_files.values():
+    for f in files:
+        url = tiers.cold_http_url(s.s3, f)
+        parts.append(f"SELECT event_id FROM s3('{{url}}', '{{key}}', '{{sec}}', 'Parquet')")
+sql = "SELECT count(), uniqExact(event_id) FROM (" + " UNION ALL ".join(parts) + ")"
+n, distinct = c.query(sql).result_rows[0]
+states = dict(c.query("SELECT state, count() FROM tier_moves FINAL GROUP BY state").result_rows)
+where = {{t: c.query(f"SELECT count() FROM {{t}}").result_rows[0][0]
+         for t in ("events_hot", "events_hot_outbox", "events_warm", "events_warm_outbox")}}
+print(json.dumps({{"visible": n, "distinct": distinct, "states": states, "where": where,
+                   "cold_days": len(snap.cold_files)}}))
+"""
+
+
+def _counts(ch: Client) -> dict[str, int]:
+    return {
+        t: int(ch.query(f"SELECT count() FROM {t}").result_rows[0][0])
+        for t in (EVENTS_HOT, EVENTS_HOT_OUTBOX, EVENTS_WARM, EVENTS_WARM_OUTBOX)
+    }
+
+
+def test_moves_through_every_tier_and_cold_only_backfill_equals_oracle(
+    ch: Client, isolated: Any, dask_threads: Any
+) -> None:
+    events = make_events(30_000, seed=21)
+    insert_events(ch, events)
+    now = END + timedelta(days=10)
+    warm_only = isolated.settings.model_copy(
+        update={"batch": isolated.settings.batch.model_copy(update={"warm_to_cold_after_s": 30 * 86_400})}
+    )
+    first = run_tier(warm_only, ch, now=now)
+    assert {m.dst for m in first.moves} == {"warm"} and sum(m.rows for m in first.moves) == len(events)
+    assert _counts(ch) == {
+        EVENTS_HOT: 0,
+        EVENTS_HOT_OUTBOX: 0,
+        EVENTS_WARM: len(events),
+        EVENTS_WARM_OUTBOX: 0,
+    }
+    second = run_tier(isolated.settings, ch, now=now)
+    assert {m.dst for m in second.moves} == {"cold"} and sum(m.rows for m in second.moves) == len(events)
+    assert sum(_counts(ch).values()) == 0
+    states = ch.query(f"SELECT DISTINCT state FROM {TIER_MOVES} FINAL").result_rows
+    assert states == [("done",)]
+    assert run_tier(isolated.settings, ch, now=now).moves == []  # nothing left to move
+
+    # backfill over a range held only in the cold tier
+    report = run_recompute(
+        isolated.settings,
+        ch,
+        start=END - timedelta(days=3),
+        end=END + timedelta(days=1),
+        now=now,
+        dask=dask_threads,
+    )
+    assert report.rows["cold"] == len(events) and report.rows["hot"] == report.rows["warm"] == 0
+    assert len(report.windows) == 3
+    close_ms = int(report.close.timestamp() * 1000) if report.close else 0
+    assert_views_equal_oracle(ch, events, close_ms)
+
+    # late events for a day that is already cold: ingested to hot, moved again, both files read
+    late = make_events(
+        300, seed=22, end_ms=int((END - timedelta(hours=2)).timestamp() * 1000), span_ms=3_600_000
+    )
+    late["event_id"] = "late-" + late["event_id"]
+    insert_events(ch, late, first_offset=1_000_000)
+    third = run_tier(isolated.settings, ch, now=now)
+    assert sorted(m.dst for m in third.moves) == ["cold", "warm"]
+    again = run_recompute(
+        isolated.settings,
+        ch,
+        start=END - timedelta(days=3),
+        end=END + timedelta(days=1),
+        now=now,
+        dask=dask_threads,
+    )
+    assert again.rows["cold"] == len(events) + len(late)
+    assert_views_equal_oracle(ch, pd.concat([events, late], ignore_index=True), close_ms)
+
+
+def _check_then_tier(env: dict[str, str], crash_after: str | None) -> tuple[int, dict[str, Any], str]:
+    """One fresh process: check the tiers, then ``lambda-rt batch run tier`` (maybe crashing).
+
+    Checking in the same process as the next run halves the interpreter starts; the
+    check's JSON line is flushed before the CLI runs (and before any ``os._exit``).
+    """
+    run_env = dict(env)
+    if crash_after:
+        run_env["LAMBDA_RT_BATCH__CRASH_AFTER"] = crash_after
+    code = (
+        CHECK.format()
+        + "import sys; sys.stdout.flush()\nfrom lambda_rt.cli import main\nmain(['batch', 'run', 'tier'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=120, check=False
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"no check output (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    return proc.returncode, json.loads(lines[0]), proc.stderr
+
+
+def test_crash_between_every_pair_of_steps_loses_and_duplicates_nothing(isolated: Any) -> None:
+    from batch_helpers import END_MS, run_py
+
+    env = dict(isolated.env)
+    env["LAMBDA_RT_BATCH__HOT_TO_WARM_AFTER_S"] = "0"
+    env["LAMBDA_RT_BATCH__WARM_TO_COLD_AFTER_S"] = "0"
+    n = run_py(env, SEED.format(end_ms=END_MS, n=20_000))["rows"]
+    seen_states: list[dict[str, int]] = []
+    # hot->warm crashes at each step, then warm->cold crashes at each step: every run
+    # checks what the previous crash left, then resumes its unfinished move.
+    crashes = [f"tier:{step}" for _ in ("hot->warm", "warm->cold") for step in STEPS]
+    previous = "seed"
+    for crash in [*crashes, None]:
+        code, check, stderr = _check_then_tier(env, crash)
+        assert check["visible"] == n and check["distinct"] == n, f"after crash {previous}: {check}"
+        seen_states.append(check["states"])
+        expected = 137 if crash else 0
+        assert code == expected, f"run with crash {crash}: exit {code}: {stderr[-2000:]}"
+        previous = crash or "none"
+    final = run_py(env, CHECK.format())
+    assert final["visible"] == final["distinct"] == n
+    assert final["states"] == {"done": 2} and final["cold_days"] == 1
+    assert sum(final["where"].values()) == 0  # every row now lives only in the cold tier
+    assert any("recorded" in s for s in seen_states) and any("copied" in s for s in seen_states)
