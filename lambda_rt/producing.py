@@ -17,7 +17,7 @@ from confluent_kafka import KafkaException, Producer
 
 from lambda_rt.errors import ServiceUnavailableError
 
-__all__ = ["ProduceReport", "produce_batches", "paced"]
+__all__ = ["ProduceReport", "paced", "produce_batches"]
 
 
 @dataclass(frozen=True)

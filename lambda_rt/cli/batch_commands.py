@@ -15,6 +15,7 @@ from enum import StrEnum
 import typer
 
 from lambda_rt.cli.errors import usage_error
+from lambda_rt.config import Settings
 
 __all__ = ["parse_iso", "register"]
 
@@ -47,6 +48,28 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
+
+
+def _run_through_daemon(settings: Settings, kind: str, lo: datetime | None, hi: datetime | None) -> bool:
+    """Send the job to a running ``lambda-rt serve`` (it owns the embedded engine).
+
+    Returns False when no daemon answers for this state dir, so the caller runs
+    the job in this process instead.
+    """
+    from serving.client import connect, find_daemon
+
+    url = find_daemon(settings)
+    if url is None:
+        return False
+    typer.echo(f"running '{kind}' in the daemon at {url}", err=True)
+    client = connect(settings, url=url)
+    try:
+        report = client.run_job(kind, lo, hi)
+    finally:
+        client.close()
+    for summary in report.get("summaries", []):
+        typer.echo(summary)
+    return True
 
 
 def register(app: typer.Typer) -> None:
@@ -92,6 +115,8 @@ def register(app: typer.Typer) -> None:
         from lambda_rt.clients.clickhouse import open_clickhouse
 
         settings = settings_of(ctx)
+        if _run_through_daemon(settings, job.value, lo, hi):
+            return
         client = open_clickhouse(settings)
         if job in (BatchJob.recompute, BatchJob.all):
             typer.echo(RecomputeJob(start=lo, end=hi).run(settings, client, progress=True).summary())
