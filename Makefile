@@ -49,5 +49,14 @@ fmt: install
 	$(BIN)/ruff format lambda_rt speed_layer batch_layer serving tests bench
 	$(BIN)/ruff check --fix lambda_rt speed_layer batch_layer serving tests bench
 
+# Reliability: the FULL chaos form (kills, restarts, bursts, hostile input, secrets).
+# Every scenario prints a CHAOS-SUMMARY line; they are collected in chaos-report.jsonl
+# and quoted in docs/reliability.md. CI runs the reduced form as part of `make test`.
+chaos: install
+	rm -f chaos-report.jsonl
+	LAMBDA_RT_CHAOS=full LAMBDA_RT_CHAOS_REPORT=$(CURDIR)/chaos-report.jsonl \
+	  $(BIN)/python -m pytest tests/chaos tests/fuzz tests/security $(PYTEST_ARGS); rc=$$?; \
+	  cat chaos-report.jsonl 2>/dev/null; exit $$rc
+
 clean:
 	rm -rf $(VENV) .lambda-rt .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,271 @@
+"""Speed-layer chaos: kill -9 at random moments, rebalances, a 10x burst.
+
+Each scenario produces traffic while ``lambda-rt speed`` processes are killed,
+added or removed, then lets the layer drain and compares every merged metric
+(the serving layer's answer) with the oracle over everything produced, and the
+DLQ with the oracle's rejects.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+import serving
+from lambda_rt.clients.kafka import make_producer
+from lambda_rt.clients.redis import make_redis
+from lambda_rt.producing import produce_batches
+from serving.spec import format_ts
+from speed_layer.keys import SpeedKeys
+from tests.chaos.harness import (
+    FULL,
+    applied_total,
+    check_dlq,
+    check_merged,
+    generate,
+    kill9,
+    record,
+    size,
+    speed_process,
+    wait_until,
+)
+
+pytestmark = pytest.mark.chaos
+
+SESSION_S = 6.0  # speed.session_timeout_ms: a killed member's partitions move after it
+
+
+def _producer_thread(settings: Any, chunks: list[list[bytes]], pause_s: float) -> threading.Thread:
+    producer = make_producer(settings.kafka)
+
+    def run() -> None:
+        for chunk in chunks:
+            produce_batches(producer, settings.kafka.topic, [[(b"k", v) for v in chunk]])
+            time.sleep(pause_s)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def _merged(settings: Any, values: list[bytes], now: int) -> Any:
+    start, end = format_ts(now - 30 * 60_000), format_ts(now + 10 * 60_000)
+    with serving.LocalClient(settings) as client:
+
+        def query(metric: str, by: str | None, s: str, e: str, g: str) -> Any:
+            return client.query(metric, by, s, e, g)
+
+        return check_merged(query, values, now, start=start, end=end)
+
+
+def _finish(env: dict[str, str], settings: Any, produced: int, since: float) -> float:
+    """Run a last speed process until idle; seconds from ``since`` (the last kill) until all applied."""
+    t0 = since
+    proc = speed_process(env, idle_s=4)
+    wait_until(lambda: applied_total(settings) >= produced, 180, "the speed layer to catch up")
+    recovery = time.monotonic() - t0
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return recovery
+
+
+def test_kill_9_speed_processes_at_random_moments(isolated: Any) -> None:
+    kills_wanted = size(2, 20)
+    n = size(16_000, 200_000)
+    now = int(time.time() * 1000)
+    values = generate(n, seed=71)
+    chunk = max(1, n // (kills_wanted * 4))
+    chunks = [values[i : i + chunk] for i in range(0, n, chunk)]
+    # traffic spans the whole kill loop (a restart needs the dead member's session to expire)
+    pause = (kills_wanted * (SESSION_S + 3.0)) / len(chunks)
+    prod = _producer_thread(isolated.settings, chunks, pause)
+    rng = random.Random(7)
+    resume_s: list[float] = []
+    kills = 0
+    while kills < kills_wanted:
+        before = applied_total(isolated.settings)
+        proc = speed_process(isolated.env)
+        t0 = time.monotonic()
+        # wait until this process applies something, then kill it at a random moment
+        try:
+            resume_s.append(
+                wait_until(lambda b=before: applied_total(isolated.settings) > b, 60, "a restart to apply")  # type: ignore[misc]
+            )
+        except AssertionError:
+            if not prod.is_alive():  # nothing left to apply: still a valid kill moment
+                resume_s.append(time.monotonic() - t0)
+            else:
+                raise
+        time.sleep(rng.uniform(0.0, 2.5))
+        kill9(proc)
+        killed_at = time.monotonic()
+        kills += 1
+    prod.join(300)
+    recovery = _finish(isolated.env, isolated.settings, n, killed_at)
+    result = _merged(isolated.settings, values, now)
+    expected, found = check_dlq(isolated.settings, values, now)
+    record(
+        "speed_kill9",
+        runs=kills,
+        produced=n,
+        valid=result.valid,
+        lost=result.lost,
+        double_counted=result.doubled,
+        mismatched_metrics=sorted(result.mismatches),
+        dlq_expected=expected,
+        dlq_found=found,
+        resume_s_max=round(max(resume_s), 1),
+        recovery_s=round(recovery, 1),
+    )
+    assert result.exact, result
+
+
+def test_rebalance_add_and_remove_speed_processes(isolated: Any) -> None:
+    cycles = size(1, 3)
+    n = size(12_000, 120_000)
+    now = int(time.time() * 1000)
+    values = generate(n, seed=72)
+    chunks = [values[i : i + 1000] for i in range(0, n, 1000)]
+    prod = _producer_thread(isolated.settings, chunks, (cycles * 2.5 * SESSION_S) / len(chunks))
+    first = speed_process(isolated.env)
+    rebalances = 0
+    for _ in range(cycles):
+        wait_until(lambda: applied_total(isolated.settings) > 0, 60, "the first member to apply")
+        extra = speed_process(isolated.env)  # join: the group rebalances while processing
+        time.sleep(SESSION_S)
+        extra.terminate()  # graceful leave: a second rebalance
+        extra.wait(60)
+        rebalances += 2
+    prod.join(300)
+    t0 = time.monotonic()
+    wait_until(lambda: applied_total(isolated.settings) >= n, 180, "the remaining member to catch up")
+    recovery = time.monotonic() - t0
+    first.terminate()
+    assert first.wait(60) == 0
+    result = _merged(isolated.settings, values, now)
+    expected, found = check_dlq(isolated.settings, values, now)
+    record(
+        "speed_rebalance",
+        runs=rebalances,
+        produced=n,
+        valid=result.valid,
+        lost=result.lost,
+        double_counted=result.doubled,
+        mismatched_metrics=sorted(result.mismatches),
+        dlq_expected=expected,
+        dlq_found=found,
+        recovery_s=round(recovery, 1),
+    )
+    assert result.exact, result
+
+
+def _rate_producer(settings: Any, phases: Sequence[tuple[float, float]], values: list[bytes]) -> Any:
+    """Produce ``values`` in phases of (seconds, rate) in a thread; ``sent[0]`` counts acks queued."""
+    producer = make_producer(settings.kafka)
+    sent = [0]
+
+    def progress(k: int) -> None:
+        sent[0] += k
+
+    def run() -> None:
+        pos = 0
+        for seconds, rate in phases:
+            part = values[pos : pos + int(seconds * rate)]
+            pos += len(part)
+            batches = [[(b"k", v) for v in part[i : i + 500]] for i in range(0, len(part), 500)]
+            produce_batches(producer, settings.kafka.topic, batches, rate=rate, on_progress=progress)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, sent
+
+
+def test_burst_at_10x_lag_recovers_shedding_only_touches_speed(isolated: Any) -> None:
+    """Sustained rate, a 10x burst, sustained again; page views shed under lag (speed only)."""
+    from batch_layer.ingest import Ingestor
+    from lambda_rt.clients.clickhouse import open_clickhouse
+
+    base = size(600, 3_000)
+    burst_s = size(6, 60)
+    phases = [(size(3, 20), base), (burst_s, base * 10), (size(4, 20), base)]
+    n = int(sum(s * r for s, r in phases))
+    now = int(time.time() * 1000)
+    values = generate(n, seed=73)
+    env = {
+        **isolated.env,
+        "LAMBDA_RT_SPEED__SHED_EVENT_TYPES": '["page_view"]',
+        "LAMBDA_RT_SPEED__SHED_LAG_SECONDS": "1.0",
+        "LAMBDA_RT_SPEED__BATCH_SIZE": "2000",
+    }
+    proc = speed_process(env)
+    wait_until(lambda: proc.poll() is None, 5, "speed start")
+    time.sleep(SESSION_S)  # joined before the traffic starts
+    thread, sent = _rate_producer(isolated.settings, phases, values)
+    lag_peak = 0
+    burst_end = int(phases[0][0] * phases[0][1] + phases[1][0] * phases[1][1])
+    burst_done_at: float | None = None
+    lag_recovered_s: float | None = None
+    while thread.is_alive() or lag_recovered_s is None:
+        time.sleep(0.25)
+        applied = applied_total(isolated.settings)
+        lag_peak = max(lag_peak, sent[0] - applied)
+        if burst_done_at is None and sent[0] >= burst_end:
+            burst_done_at = time.monotonic()
+        if burst_done_at is not None and lag_recovered_s is None and applied >= burst_end:
+            lag_recovered_s = time.monotonic() - burst_done_at
+        if burst_done_at is not None and time.monotonic() - burst_done_at > 300:
+            break
+    thread.join(60)
+    assert sent[0] == n
+    t0 = time.monotonic()
+    wait_until(lambda: applied_total(isolated.settings) >= n, 180, "the speed layer to recover")
+    recovery = time.monotonic() - t0
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    meta = make_redis(isolated.settings.redis).hgetall(SpeedKeys(isolated.settings.redis.key_prefix).meta)
+    shed = sum(int(v) for k, v in meta.items() if k.startswith(b"shed:"))
+    speed_events = int(meta.get(b"events", 0))
+
+    # the batch path gets everything: ingest, then a recompute past the last event
+    from datetime import UTC, datetime
+
+    from batch_layer.recompute import run_recompute
+
+    client = open_clickhouse(isolated.settings)
+    Ingestor(isolated.settings, client).run(until_idle_s=3.0)
+    settings = isolated.settings.model_copy(
+        update={
+            "batch": isolated.settings.batch.model_copy(update={"allowed_lateness_s": 0}),
+            "dask": isolated.settings.dask.model_copy(update={"processes": False}),
+        }
+    )
+    run_recompute(settings, client, now=datetime.fromtimestamp(now / 1000 + 3600, tz=UTC))
+    result = _merged(settings, values, now)
+    expected, found = check_dlq(isolated.settings, values, now)
+    record(
+        "burst_10x",
+        runs=1,
+        produced=n,
+        valid=result.valid,
+        lost=result.lost,
+        double_counted=result.doubled,
+        mismatched_metrics=sorted(result.mismatches),
+        dlq_expected=expected,
+        dlq_found=found,
+        rates=[r for _, r in phases],
+        burst_s=burst_s,
+        shed_on_speed_path=shed,
+        lag_peak_messages=lag_peak,
+        recovery_s=round(lag_recovered_s or -1.0, 1),
+        drain_after_traffic_s=round(recovery, 1),
+        full=FULL,
+    )
+    assert result.exact, result
+    # the speed path: what it applied plus what it shed is every valid event
+    assert speed_events + shed == result.valid, (speed_events, shed, result.valid)
