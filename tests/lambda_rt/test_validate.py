@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lambda_rt.events import validate as validate_module
+from lambda_rt.events._fastread import fast_parse
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.events.schema import EVENT_SCHEMA, Reason
 from lambda_rt.events.validate import (
@@ -216,7 +216,10 @@ def test_valid_events_of_every_type_pass_with_their_fields(event_type: str) -> N
 
 
 def test_unknown_extra_fields_pass_and_are_dropped() -> None:
-    extra = {"referrer": "https://x.example/a.b?c=1.5", "ctx": {"ts": "not an int", "deep": [[{}], None]}}
+    extra: dict[str, Any] = {
+        "referrer": "https://x.example/a.b?c=1.5",
+        "ctx": {"ts": "not an int", "deep": [[{}], None]},
+    }
     values = [
         raw(event(**extra)),
         raw(event("page_view", big=10**30, ratio=1.5e300, flag=True, nothing=None)),
@@ -317,12 +320,98 @@ def test_empty_and_odd_inputs() -> None:
 def test_fast_path_really_reads_clean_and_dirty_batches_with_pyarrow() -> None:
     gen = EventGenerator(GeneratorConfig(seed=3, end_ms=NOW, bad_fraction=0.02))
     values = [v for _, v in gen.batch(3000)]
-    table, slow = validate_module._fast_parse(values)
+    table, slow = fast_parse(values)
     assert table is not None and table.num_rows == len(values)
     assert len(slow) < 0.05 * len(values)  # only suspects were decoded one by one
     clean = [v for _, v in EventGenerator(GeneratorConfig(seed=3, end_ms=NOW)).batch(3000)]
-    table, slow = validate_module._fast_parse(clean)
+    table, slow = fast_parse(clean)
     assert table is not None and len(slow) == 0
+
+
+def good_events(n: int, seed: int = 5) -> list[bytes]:
+    return [v for _, v in EventGenerator(GeneratorConfig(seed=seed, end_ms=NOW)).batch(n)]
+
+
+def check_fast(values: list[bytes], slow_at_most: int) -> ValidatedBatch:
+    """``check`` plus: the fast path read the batch and sent few lines slow."""
+    table, slow = fast_parse(values)
+    assert table is not None and table.num_rows == len(values)
+    assert len(slow) <= slow_at_most, slow
+    result = check(values)
+    assert [(r.index, str(r.reason)) for r in result.rejects] == oracle_rejects(values, now_ms=NOW)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("string int", raw(event(store_id="17"))),
+        ("bool int", raw(event(customer_id=False))),
+        ("float int", raw(event(ts=NOW + 0.5))),
+        ("int string", raw(event(event_id=7))),
+        ("object string", raw(event(order_id={"a": 1}))),
+        ("array int", raw(event(items=[1]))),
+        ("spaced separators", json.dumps(event(ts=str(NOW))).encode()),
+        ("short key", raw(event(items=1.5))),
+        ("5-char key", raw(event("inventory_update", delta="3"))),
+    ],
+)
+def test_wrong_types_in_a_clean_batch_cost_one_retry_not_the_slow_path(name: str, bad: bytes) -> None:
+    values = good_events(300)
+    values[150] = bad
+    result = check_fast(values, slow_at_most=1)
+    assert [(r.index, r.reason) for r in result.rejects] == [(150, Reason.WRONG_TYPE)]
+
+
+def test_spaced_json_with_negative_ints_is_not_suspected() -> None:
+    values = [json.dumps(event("inventory_update", delta=-3 - i)).encode() for i in range(100)]
+    values[7] = json.dumps(event("inventory_update", delta="-3")).encode()
+    result = check_fast(values, slow_at_most=1)
+    assert [(r.index, r.reason) for r in result.rejects] == [(7, Reason.WRONG_TYPE)]
+
+
+def test_the_first_key_of_the_batch_is_type_checked() -> None:
+    values = [b'{"ts":"1","event_id":"e"}', b"garbage", *good_events(50)]
+    result = check_fast(values, slow_at_most=2)
+    assert [r.reason for r in result.rejects] == [Reason.WRONG_TYPE, Reason.NOT_JSON]
+
+
+def test_many_bad_lines_take_the_slow_path_one_by_one() -> None:
+    values = good_events(400)
+    bad = [b"", b"{", b"x", b"[1]", b"{}{}", raw(event())[:-1] + b',"x":NaN}', raw(event(ts="1"))]
+    bad += [raw(event(event_id="\u00e9"))[:-1] + b',"z":"\xff"}', raw(event(ts=NOW + 0.25))]
+    for k, value in enumerate(bad):
+        values[10 + 37 * k] = value
+    check_fast(values, slow_at_most=len(bad))
+
+
+def test_two_objects_on_one_line_are_found_after_a_failed_read() -> None:
+    values = good_events(200)
+    values[99] = raw(event()) + raw(event())
+    values[100] = raw(event()) + b" " + raw(event())
+    result = check_fast(values, slow_at_most=2)
+    assert [(r.index, r.reason) for r in result.rejects] == [(99, Reason.NOT_JSON), (100, Reason.NOT_JSON)]
+
+
+def test_non_ascii_batches_screen_utf8_line_by_line_only_when_needed() -> None:
+    accented = [
+        json.dumps(event(event_id=f"\u00e9-{i}", session_id="caf\u00e9"), ensure_ascii=False).encode()
+        for i in range(100)
+    ]
+    assert not accented[0].isascii()
+    assert check_fast(accented, slow_at_most=0).n_valid == 100
+    accented[42] = accented[42][:-1] + b',"x":"\xc0\xaf"}'
+    result = check_fast(accented, slow_at_most=1)
+    assert [(r.index, r.reason) for r in result.rejects] == [(42, Reason.NOT_JSON)]
+
+
+def test_long_lines_are_checked_for_nesting_depth() -> None:
+    values = good_events(20)
+    values[3] = raw(event())[:-1] + b',"x":' + b"[" * 600 + b"]" * 600 + b"}"  # fine: 601 levels
+    values[4] = raw(event())[:-1] + b',"x":"' + b"{" * 2000 + b'"}'  # brackets inside a string
+    values[5] = raw(event())[:-1] + b',"x":' + b"[" * 1100 + b"]" * 1100 + b"}"  # too deep
+    result = check_fast(values, slow_at_most=3)
+    assert [(r.index, r.reason) for r in result.rejects] == [(5, Reason.NOT_JSON)]
 
 
 def test_generated_stream_agrees_with_the_independent_oracle() -> None:
@@ -416,3 +505,14 @@ def test_orjson_and_the_stdlib_agree_with_the_rules_on_huge_numbers() -> None:
     # orjson turns 2**64+ into floats and rejects 1e400; both must still be wrong_type / JSON
     assert isinstance(orjson.loads(b"18446744073709551616"), float)
     assert only_reject(raw(event(ts=2**64))).reason is Reason.WRONG_TYPE
+
+
+@settings(PROPERTY, max_examples=25)
+@given(st.lists(st.tuples(st.integers(0, 199), messages()), min_size=1, max_size=12))
+def test_bad_messages_inside_a_large_batch_agree_with_the_slow_path(bad: list[tuple[int, bytes]]) -> None:
+    values = good_events(200, seed=9)
+    for at, value in bad:
+        values[at] = value
+    fast = validate_batch(values, now_ms=NOW)
+    assert_same(fast, validate_batch_slow(values, now_ms=NOW))
+    assert [(r.index, str(r.reason)) for r in fast.rejects] == oracle_rejects(values, now_ms=NOW)
