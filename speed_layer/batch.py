@@ -32,6 +32,9 @@ class RawBatch:
     offsets: I64
     timestamps_ms: I64  # message (produce) timestamps, for lag and latency
     consumed_at: float  # time.monotonic() when consume() returned
+    epoch: str = ""  # the speed view's epoch the offsets were positioned in (``keys.epoch_key``)
+    # partition -> Redis' next offset: Kafka no longer holds [that, first offset), accept the gap
+    allow_gaps: dict[int, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.values)

@@ -25,7 +25,31 @@ key                                         type    content
 ``P:hll:h:B:s:{store_id}``                  HLL     customer_id per store (hour only)
 ``P:offsets``                               hash    ``"{partition}"`` -> next offset to apply
 ``P:meta``                                  hash    counters and watermarks (``META_*``)
+``P:epoch``                                 string  epoch ms when the current view's rebuild began
+``P:rebuild``                               hash    ``"{partition}"`` -> replay target (internal)
 ==========================================  ======  =====================================
+
+The state contract (what serving may rely on):
+
+* ``P:epoch`` (:func:`epoch_key`, no TTL) is SET by the speed layer when it
+  (re)builds the speed view from the start of the topic: at first start, or
+  when it finds its state gone (keys flushed or deleted, Redis replaced),
+  whether at partition assignment or while running. Its value is the epoch
+  milliseconds (UTC) when that rebuild started; it changes only on a rebuild.
+  No key of ``P:epoch`` means the view is not trustworthy (lost and not yet
+  being rebuilt). Every batch write checks it (``apply.lua``): a batch is
+  refused when the key is missing or holds another epoch.
+* ``P:meta`` field ``rebuilding`` (:data:`META_REBUILDING`) is ``"1"`` from
+  the moment a rebuild starts until every partition has been replayed up to
+  where the lost view had got (the group's Kafka commit when the rebuild
+  started), or, where that is unknown, until a ``consume()`` returned nothing
+  for it after the replay started; then ``"0"``. While it is ``"1"`` the
+  buckets hold only part of what was applied before the loss: read them as a
+  hole. ``epoch_started_ms`` (:data:`META_EPOCH_STARTED`) repeats the epoch
+  and ``rebuilt_ms`` (:data:`META_REBUILT_MS`) is when ``rebuilding`` went to
+  ``"0"``.
+* ``P:rebuild`` is the speed layer's own bookkeeping of the replay (partition
+  -> next offset to reach, ``-1`` unknown); serving should not read it.
 
 Why this layout:
 
@@ -43,8 +67,12 @@ Why this layout:
 * Every bucket key gets ``EXPIRE retention`` at each write, so memory is
   bounded by what was written in the last ``retention_hours`` (default 48 h),
   and an event that arrives late (but inside the accepted 7-day window) still
-  lands in its own bucket. ``P:offsets`` and ``P:meta`` never expire: they are
-  the exactly-once state.
+  lands in its own bucket. ``P:offsets``, ``P:meta`` and ``P:epoch`` never
+  expire: they are the exactly-once state. The retention counts from the
+  *arrival* (Kafka timestamp, capped at now) of the batch's newest message and
+  never shortens a key's TTL, so a replay from the start of the topic (a
+  rebuild) does not resurrect buckets already past retention: their keys are
+  written and expire at once (or keep the longer TTL a live write gave them).
 """
 
 from __future__ import annotations
@@ -57,14 +85,18 @@ __all__ = [
     "ADDITIVE_METRICS",
     "GRANULARITIES",
     "META_BATCHES",
+    "META_EPOCH_STARTED",
     "META_EVENTS",
     "META_LAST_APPLIED_MS",
     "META_MAX_EVENT_TS",
     "META_MESSAGES",
+    "META_REBUILDING",
+    "META_REBUILT_MS",
     "Granularity",
     "SpeedKeys",
     "bucket_start_s",
     "bucket_width_s",
+    "epoch_key",
 ]
 
 Granularity = Literal["minute", "hour", "day"]
@@ -89,6 +121,17 @@ META_MAX_EVENT_TS = "max_event_ts"
 META_BATCHES = "batches"
 META_EVENTS = "events"
 META_MESSAGES = "messages"
+META_REBUILDING = "rebuilding"
+"""``"1"`` while the view is being rebuilt from the start of the topic, else ``"0"``."""
+META_EPOCH_STARTED = "epoch_started_ms"
+"""Epoch ms when the current view's rebuild started (the value of ``P:epoch``)."""
+META_REBUILT_MS = "rebuilt_ms"
+"""Wall clock (epoch ms) when ``rebuilding`` last went to ``"0"``."""
+
+
+def epoch_key(prefix: str) -> str:
+    """String key (no TTL): epoch ms when the current speed view's rebuild started."""
+    return f"{prefix}:epoch"
 
 
 def bucket_width_s(granularity: str) -> int:
@@ -121,6 +164,16 @@ class SpeedKeys:
         """Hash: counters (``messages``, ``events``, ``batches``, ``dlq:{reason}``,
         ``shed:{event_type}``) and watermarks (``last_applied_ms``, ``max_event_ts``)."""
         return f"{self.prefix}:meta"
+
+    @property
+    def epoch(self) -> str:
+        """String: epoch ms when the current view's rebuild started (:func:`epoch_key`)."""
+        return epoch_key(self.prefix)
+
+    @property
+    def rebuild(self) -> str:
+        """Hash: partition -> replay target of the rebuild in progress (internal)."""
+        return f"{self.prefix}:rebuild"
 
     def agg(self, granularity: str, bucket_s: int, metric: str) -> str:
         """Hash of one additive metric in one bucket (fields: see module docstring)."""

@@ -8,17 +8,19 @@ the result synchronously (except the Redis write when it overlaps, see
 ``validate_events`` (RawBatch -> CheckedBatch) -> ``dead_letters`` (DLQ, then
 pass on) -> ``shed_events`` (drop low-priority types under sustained lag) ->
 ``aggregate_batch`` (-> (CheckedBatch, BatchDelta)) -> ``apply_redis`` (one
-atomic Lua call; on a replay, drop the rows Redis already holds and retry;
-optionally in a worker thread, overlapping the next batch, at most one write in
-flight) -> ``commit_offsets`` (Kafka commit, a resume hint).
+atomic Lua call; on a replay, drop the rows Redis already holds and retry; on
+a gap, drop the partition's rows and rewind it; on a lost or changed epoch,
+drop the batch and resync; optionally in a worker thread, overlapping the
+next batch, at most one write in flight) -> ``commit_offsets`` (Kafka commit,
+a resume hint).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,7 @@ from speed_layer.aggregate import BatchDelta, aggregate
 from speed_layer.batch import AppliedBatch, CheckedBatch, RawBatch
 from speed_layer.keys import SpeedKeys
 from speed_layer.metrics import SpeedMetrics
-from speed_layer.redis_apply import BatchApplier
+from speed_layer.redis_apply import GAP, STALE, BatchApplier
 from speed_layer.source import LagTracker, from_speed_kafka
 
 __all__ = [
@@ -177,13 +179,9 @@ class aggregate_batch(Stream):
         return self._emit((x, delta), metadata=metadata)
 
 
-def _drop_applied(x: CheckedBatch, stored: dict[int, int]) -> tuple[CheckedBatch, int]:
-    """The batch without the messages whose offsets Redis already holds."""
+def _keep_rows(x: CheckedBatch, keep_raw: np.ndarray) -> tuple[CheckedBatch, int]:
+    """The batch with only the messages where ``keep_raw`` is True; and how many went."""
     raw = x.raw
-    limit = np.full(len(raw), -1, dtype=np.int64)
-    for p, off in stored.items():
-        limit[raw.partitions == p] = off
-    keep_raw = raw.offsets >= limit
     dropped = int((~keep_raw).sum())
     idx = np.flatnonzero(keep_raw)
     new_raw = RawBatch(
@@ -193,6 +191,8 @@ def _drop_applied(x: CheckedBatch, stored: dict[int, int]) -> tuple[CheckedBatch
         offsets=raw.offsets[idx],
         timestamps_ms=raw.timestamps_ms[idx],
         consumed_at=raw.consumed_at,
+        epoch=raw.epoch,
+        allow_gaps=raw.allow_gaps,
     )
     remap = np.full(len(raw), -1, dtype=np.int64)
     remap[idx] = np.arange(len(idx))
@@ -209,6 +209,29 @@ def _drop_applied(x: CheckedBatch, stored: dict[int, int]) -> tuple[CheckedBatch
     return checked, dropped
 
 
+def _drop_applied(x: CheckedBatch, stored: dict[int, int]) -> tuple[CheckedBatch, int]:
+    """The batch without the messages whose offsets Redis already holds."""
+    raw = x.raw
+    limit = np.full(len(raw), -1, dtype=np.int64)
+    for p, off in stored.items():
+        limit[raw.partitions == p] = off
+    return _keep_rows(x, raw.offsets >= limit)
+
+
+def _drop_partitions(x: CheckedBatch, partitions: list[int]) -> tuple[CheckedBatch, int]:
+    """The batch without the messages of ``partitions`` (re-read after a rewind)."""
+    return _keep_rows(x, ~np.isin(x.raw.partitions, np.asarray(partitions, dtype=np.int64)))
+
+
+@dataclass
+class _Fixups:
+    """What the source must do after a write (on the consuming thread)."""
+
+    stale: list[dict[int, int]] = field(default_factory=list)  # skip ahead to these offsets
+    gaps: list[dict[int, int]] = field(default_factory=list)  # go back to these offsets
+    resync: bool = False  # the epoch is missing or changed: rebuild or adopt
+
+
 @Stream.register_api()
 class apply_redis(Stream):
     """One atomic Redis write per batch; replays are trimmed, never double counted.
@@ -216,7 +239,12 @@ class apply_redis(Stream):
     If Redis already holds part of the batch's offset range (another member
     applied it after a rebalance, or this process restarted), the rows below
     the stored offsets are dropped, the rest is re-aggregated and written, and
-    the source skips ahead on those partitions.
+    the source skips ahead on those partitions. If Redis is behind the batch
+    on a partition (a gap: Redis lost writes), that partition's rows are
+    dropped and the source rewinds it to Redis' offset (they are read again).
+    If the epoch is missing or is not the batch's (the state was lost, or a
+    rebuild started), nothing of the batch is written and the source resyncs:
+    it rebuilds or adopts the epoch and repositions every partition.
 
     With ``overlap`` the write runs in one worker thread while the caller
     consumes, validates and aggregates the next batch (Redis runs on another
@@ -231,15 +259,15 @@ class apply_redis(Stream):
         upstream: Stream,
         applier: BatchApplier,
         keys: SpeedKeys,
-        on_stale: Callable[[dict[int, int]], None] | None = None,
+        source: from_speed_kafka | None = None,
         overlap: bool = False,
         **kwargs: Any,
     ) -> None:
         self.applier = applier
         self.keys = keys
-        self.on_stale = on_stale
+        self.source = source
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="speed-redis") if overlap else None
-        self._inflight: Future[tuple[AppliedBatch, list[dict[int, int]]]] | None = None
+        self._inflight: Future[tuple[AppliedBatch | None, _Fixups]] | None = None
         super().__init__(upstream, **kwargs)
 
     def update(self, x: tuple[CheckedBatch, BatchDelta], who: Any = None, metadata: Any = None) -> Any:
@@ -265,27 +293,44 @@ class apply_redis(Stream):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def _finish(self, done: tuple[AppliedBatch, list[dict[int, int]]], metadata: Any = None) -> Any:
-        applied, stale = done
-        if self.on_stale is not None:
-            for s in stale:  # consumer calls stay on the consuming thread
-                self.on_stale(s)
+    def _finish(self, done: tuple[AppliedBatch | None, _Fixups], metadata: Any = None) -> Any:
+        applied, fix = done
+        if self.source is not None:  # consumer calls stay on the consuming thread
+            for s in fix.stale:
+                self.source.seek_past(s)
+            for g in fix.gaps:
+                self.source.rewind(g)
+            if fix.resync:
+                self.source.resync()
+        if applied is None:
+            return None
         return self._emit(applied, metadata=metadata)
 
-    def _write(self, checked: CheckedBatch, delta: BatchDelta) -> tuple[AppliedBatch, list[dict[int, int]]]:
+    def _write(self, checked: CheckedBatch, delta: BatchDelta) -> tuple[AppliedBatch | None, _Fixups]:
         if checked.before_write is not None:
             checked.before_write()  # e.g. the DLQ ack: raises, and nothing is written, if it fails
         replayed = 0
         write_s = 0.0
-        stale: list[dict[int, int]] = []
+        fix = _Fixups()
+        raw = checked.raw
+        arrival = int(raw.timestamps_ms.max()) if len(raw) else None
         for _ in range(100):
-            result = self.applier.apply(delta)
+            if not delta.offsets:
+                return None, fix  # nothing left to write
+            result = self.applier.apply(delta, epoch=raw.epoch, arrival_ms=arrival, allow_gaps=raw.allow_gaps)
             write_s += result.seconds
             if result.applied:
                 break
-            stale.append(result.stale)
-            checked, dropped = _drop_applied(checked, result.stale)
-            replayed += dropped
+            if result.code == STALE:
+                fix.stale.append(result.stale)
+                checked, dropped = _drop_applied(checked, result.stale)
+                replayed += dropped
+            elif result.code == GAP:
+                fix.gaps.append(result.gaps)
+                checked, _ = _drop_partitions(checked, list(result.gaps))
+            else:  # LOST or EPOCH_CHANGED: these positions belong to no current epoch
+                fix.resync = True
+                return None, fix
             delta = aggregate(
                 checked.table,
                 self.keys,
@@ -302,7 +347,7 @@ class apply_redis(Stream):
             replayed_rows=replayed,
             write_seconds=write_s,
         )
-        return out, stale
+        return out, fix
 
 
 @Stream.register_api()

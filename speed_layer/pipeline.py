@@ -30,8 +30,9 @@ from speed_layer.batch import AppliedBatch
 from speed_layer.keys import SpeedKeys
 from speed_layer.metrics import SpeedMetrics
 from speed_layer.nodes import LoadShedder
-from speed_layer.redis_apply import BatchApplier, stored_offsets
+from speed_layer.redis_apply import BatchApplier
 from speed_layer.source import from_speed_kafka
+from speed_layer.state import SpeedState
 
 __all__ = ["RunReport", "SpeedPipeline", "run_speed"]
 
@@ -81,7 +82,7 @@ class SpeedPipeline:
         applier = BatchApplier(self.redis, self.keys, retention_s=speed.retention_hours * 3600)
         self.source = from_speed_kafka(
             settings,
-            lambda: stored_offsets(self.redis, self.keys),
+            SpeedState(self.redis, self.keys),
             until_idle_s=until_idle_s,
             asynchronous=True,
         )
@@ -99,7 +100,7 @@ class SpeedPipeline:
             )
             .shed_events(self.shedder)
             .aggregate_batch(self.keys)
-            .apply_redis(applier, self.keys, on_stale=self.source.seek_past, overlap=speed.overlap_writes)
+            .apply_redis(applier, self.keys, source=self.source, overlap=speed.overlap_writes)
         )
         self.source.drain = self.writer.drain
         applied = self.writer.commit_offsets(self.source, metrics)

@@ -10,11 +10,27 @@ a ``consume()`` returns nothing, and before closing. So a rebalance never sees
 a half-applied batch, and in-flight work is bounded by two batches plus
 librdkafka's prefetch queue (``queued.max.messages.kbytes``).
 
-On partition assignment each partition is positioned at the next offset Redis
-holds for it (Redis is the source of truth; the Kafka commit is a hint used
-only when Redis has nothing). Nothing here reads broker high watermarks (this
-broker reports them wrong): lag is computed from our own offsets, see
-:class:`LagTracker`.
+Redis is the source of truth (see the state contract in ``speed_layer.keys``).
+On partition assignment the source reads the epoch: if it is missing (first
+start, or the state was lost), it starts a rebuild (:meth:`SpeedState.claim`)
+whose replay targets are the group's Kafka commits; then each partition is
+positioned at the next offset Redis holds for it in that epoch, or at the
+beginning of the topic when Redis holds none (never at the Kafka commit,
+which would leave whatever Redis lost unrebuilt). Every batch carries the
+epoch it was consumed in. When a write finds the epoch missing or changed
+(state lost under a running process, or another member started a rebuild),
+or when an idle check does, the source adopts the new epoch and repositions
+all its partitions the same way (:meth:`resync`); when a write finds a gap
+(Redis lost writes, e.g. the last second of an AOF ``everysec``), or an idle
+check finds Redis' offset behind what this process applied, the partition is
+sought back to Redis' offset (:meth:`rewind`). If Kafka no
+longer holds the offsets Redis wants (retention), the first message after the
+positioning says so and the batch carries that gap as accepted.
+
+When a ``consume()`` returns nothing, the source reports its partitions as
+replayed to the rebuild in progress (:meth:`SpeedState.caught_up`). Nothing
+here reads broker high watermarks (this broker reports them wrong): lag is
+computed from our own offsets, see :class:`LagTracker`.
 """
 
 from __future__ import annotations
@@ -26,15 +42,23 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from streamz import Source, Stream
 
 from lambda_rt.clients.kafka import make_consumer
 from lambda_rt.config import Settings
 from speed_layer.batch import RawBatch
 from speed_layer.errors import SpeedLayerError
+from speed_layer.state import UNKNOWN_TARGET, SpeedState
 
 __all__ = ["LagTracker", "from_speed_kafka"]
+
+CATCHUP_GRACE_S = 2.0
+"""An empty ``consume()`` counts as "replayed" only this long after the partitions were positioned."""
+STUCK_IDLE_S = 10.0
+"""Idle this long with a replay target unreached: the log no longer reaches it; stop waiting."""
+EPOCH_CHECK_S = 1.0
+"""How often an idle process checks that the epoch is still its own."""
 
 
 class LagTracker:
@@ -84,7 +108,7 @@ class from_speed_kafka(Source):
 
     Args:
         settings: the process settings (topic, group, batch size and timeout).
-        resume_offsets: returns partition -> next offset held by Redis.
+        state: the speed view's epoch and offsets in Redis.
         until_idle_s: stop after this long without a message (counted from the
             first partition assignment), or None to run until stopped.
     """
@@ -92,19 +116,27 @@ class from_speed_kafka(Source):
     def __init__(
         self,
         settings: Settings,
-        resume_offsets: Callable[[], dict[int, int]],
+        state: SpeedState,
         *,
         until_idle_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         self.settings = settings
         self.topic = settings.kafka.topic
-        self.resume_offsets = resume_offsets
+        self.state = state
         self.until_idle_s = until_idle_s
         self.lag = LagTracker()
         self.consumer: Consumer | None = None
         self.assigned: set[int] = set()
         self.assignments = 0
+        self.epoch: str | None = None
+        """The epoch our partitions are positioned in (batches carry it)."""
+        self.rebuilds = 0  # rebuilds this process started
+        self.resyncs = 0  # times it adopted a new epoch while assigned
+        self.rewinds = 0  # gaps found: partitions sought back to Redis' offset
+        self._positioned: dict[int, int] = {}  # partition -> Redis' offset, until its first message
+        self._positioned_at = time.monotonic()
+        self._epoch_checked = 0.0
         self._started_at = time.monotonic()
         self._last_message: float | None = None
         self._batch_size = settings.speed.batch_size
@@ -129,14 +161,17 @@ class from_speed_kafka(Source):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.drain()
-        stored = self.resume_offsets()
+        epoch = self._current_epoch(consumer)
+        stored = self.state.offsets()
         for tp in partitions:
-            if tp.partition in stored:
-                tp.offset = stored[tp.partition]
-                self.lag.committed[tp.partition] = stored[tp.partition]
+            tp.offset = self._position(tp.partition, stored)
         consumer.incremental_assign(partitions)
-        self.assigned.update(tp.partition for tp in partitions)
+        new = {tp.partition for tp in partitions}
+        if epoch != self.epoch:
+            self._adopt(epoch, sorted(self.assigned - new), stored)
+        self.assigned.update(new)
         self.assignments += 1
+        self._positioned_at = time.monotonic()
         if self._last_message is None:
             self._last_message = time.monotonic()
 
@@ -146,6 +181,82 @@ class from_speed_kafka(Source):
         gone = [tp.partition for tp in partitions]
         self.assigned.difference_update(gone)
         self.lag.forget(gone)
+        for p in gone:
+            self._positioned.pop(p, None)
+
+    def _current_epoch(self, consumer: Consumer) -> str:
+        """Redis' epoch; when there is none, start a rebuild (this or another member)."""
+        epoch = self.state.epoch()
+        if epoch is None:
+            epoch, started = self.state.claim(self._targets(consumer), previous=self.epoch)
+            self.rebuilds += int(started)
+        return epoch
+
+    def _targets(self, consumer: Consumer) -> dict[int, int]:
+        """Every partition -> how far the lost view had got: the Kafka commit, or ours."""
+        targets: dict[int, int] = dict.fromkeys(self.assigned, UNKNOWN_TARGET)
+        try:
+            meta = consumer.list_topics(self.topic, timeout=10)
+            parts = list(meta.topics[self.topic].partitions)
+            committed = consumer.committed([TopicPartition(self.topic, p) for p in parts], timeout=10)
+            for tp in committed:
+                targets[tp.partition] = tp.offset if tp.offset > 0 else UNKNOWN_TARGET
+        except (KafkaException, KeyError):
+            pass  # unknown: those partitions count as replayed at the first idle consume()
+        for p, off in self.lag.committed.items():
+            targets[p] = max(targets.get(p, UNKNOWN_TARGET), off)
+        return targets
+
+    def _position(self, partition: int, stored: dict[int, int]) -> int:
+        """Where ``partition`` resumes: Redis' next offset, else the start of the topic."""
+        off = stored.get(partition)
+        if off is None:  # the first message says where Kafka's log starts (offset 0 or later)
+            self._positioned[partition] = 0
+            self.lag.committed[partition] = 0
+            return OFFSET_BEGINNING
+        self._positioned[partition] = off
+        self.lag.committed[partition] = off
+        return off
+
+    def _adopt(self, epoch: str, partitions: list[int], stored: dict[int, int] | None = None) -> None:
+        """Switch to ``epoch``: reposition ``partitions`` (already assigned) in it."""
+        self.epoch = epoch
+        if not partitions or self.consumer is None:
+            return
+        self.resyncs += 1
+        offsets = stored if stored is not None else self.state.offsets()
+        self._seek({p: self._position(p, offsets) for p in partitions})
+        self._positioned_at = time.monotonic()
+
+    def _seek(self, offsets: dict[int, int]) -> None:
+        """Seek assigned partitions; re-assign the ones whose fetcher cannot seek yet."""
+        if self.consumer is None:
+            return
+        retry: list[TopicPartition] = []
+        for p, off in offsets.items():
+            if p not in self.assigned:
+                continue  # revoked meanwhile; the new owner positions it from Redis
+            tp = TopicPartition(self.topic, p, off)
+            try:
+                self.consumer.seek(tp)
+            except KafkaException:
+                retry.append(tp)
+        if retry:
+            self.consumer.incremental_unassign([TopicPartition(self.topic, tp.partition) for tp in retry])
+            self.consumer.incremental_assign(retry)
+
+    def resync(self) -> None:
+        """The epoch is missing or changed under us: rebuild or adopt, reposition everything."""
+        if self.consumer is None:
+            return
+        epoch = self._current_epoch(self.consumer)
+        if epoch != self.epoch:
+            self._adopt(epoch, sorted(self.assigned))
+
+    def rewind(self, gaps: dict[int, int]) -> None:
+        """Redis' next offset is behind what we consumed: go back there, never skip."""
+        self.rewinds += len(gaps)
+        self._seek({p: self._position(p, gaps) for p in gaps if p in self.assigned})
 
     def commit(self, offsets: list[tuple[int, int, int]]) -> None:
         """Commit ``(partition, first, next)`` ranges to Kafka (a resume hint only)."""
@@ -159,14 +270,44 @@ class from_speed_kafka(Source):
 
     def seek_past(self, stored: dict[int, int]) -> None:
         """Skip ahead on partitions whose offsets Redis already holds."""
-        if self.consumer is None:
+        self._seek(stored)
+
+    def _allowed_gaps(self, partitions: np.ndarray, offsets: np.ndarray) -> dict[int, int]:
+        """Partitions whose first message after positioning is past Redis' offset.
+
+        Kafka no longer holds the offsets in between (retention): the gap is
+        real and accepted, or the partition would be rewound for ever.
+        """
+        allow: dict[int, int] = {}
+        for p in np.unique(partitions).tolist():
+            at = self._positioned.pop(p, None)
+            if at is not None:
+                first = int(offsets[partitions == p].min())
+                if first > at:
+                    allow[p] = at
+        return allow
+
+    def _on_idle(self) -> None:
+        """Nothing to consume: check the epoch and Redis' offsets, report our partitions replayed."""
+        now = time.monotonic()
+        if self.consumer is None or not self.assigned or now - self._epoch_checked < EPOCH_CHECK_S:
             return
-        for p, off in stored.items():
-            if p in self.assigned:
-                try:
-                    self.consumer.seek(TopicPartition(self.topic, p, off))
-                except KafkaException:
-                    continue  # revoked meanwhile; the new owner resumes from Redis
+        self._epoch_checked = now
+        self.resync()
+        # Lost writes on a partition that gets no new message: no batch would
+        # ever find the gap, so compare Redis' offsets with what we applied.
+        stored = self.state.offsets()
+        behind = {
+            p: stored.get(p, 0) for p in self.assigned if stored.get(p, 0) < self.lag.committed.get(p, 0)
+        }
+        if behind:
+            self.rewind(behind)
+        if self.epoch is None or now - self._positioned_at < CATCHUP_GRACE_S:
+            return
+        # Every check, not once: the "caught up" of an earlier check may itself
+        # have been lost (the last second of an AOF everysec).
+        stuck = self._last_message is not None and now - self._last_message >= STUCK_IDLE_S
+        self.state.caught_up(self.epoch, sorted(self.assigned), force=stuck)
 
     # -- the streamz source -----------------------------------------------------
     def _idle(self) -> bool:
@@ -191,18 +332,23 @@ class from_speed_kafka(Source):
                     raise SpeedLayerError(f"Kafka consumer failed: {fatal[0]}")
             if good:
                 self._last_message = time.monotonic()
+                partitions = np.fromiter((m.partition() for m in good), np.int64, len(good))
+                offsets = np.fromiter((m.offset() for m in good), np.int64, len(good))
                 batch = RawBatch(
                     topic=self.topic,
                     values=[m.value() or b"" for m in good],
-                    partitions=np.fromiter((m.partition() for m in good), np.int64, len(good)),
-                    offsets=np.fromiter((m.offset() for m in good), np.int64, len(good)),
+                    partitions=partitions,
+                    offsets=offsets,
                     timestamps_ms=np.fromiter((m.timestamp()[1] for m in good), np.int64, len(good)),
                     consumed_at=self._last_message,
+                    epoch=self.epoch or "",
+                    allow_gaps=self._allowed_gaps(partitions, offsets) if self._positioned else {},
                 )
                 await self.emit(batch, asynchronous=True)
                 return
         self.drain()
         self.lag.seconds = 0.0
+        self._on_idle()
         if self._idle():
             self.stop()
 

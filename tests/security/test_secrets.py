@@ -136,7 +136,7 @@ def test_daemon_binds_loopback_by_default_and_enforces_the_token(isolated: Any) 
     ("args", "env"),
     [
         (["query", "events", "--granularity", "fortnight"], {}),
-        (["query", "events", "--start", "\x00"], {}),
+        (["query", "events", "--start", "\u00e9\u00e9-not-a-time"], {}),
         (["query", "events", "--by", "store_id,store_id"], {}),
         (["query", "x" * 5000], {}),
         (["generate", "--events", "-5"], {}),

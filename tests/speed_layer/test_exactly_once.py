@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+import redis
+
 from lambda_rt.dlq import read_dead_letters
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.testing import oracle_rejects
@@ -25,6 +27,31 @@ from tests.speed_layer.conftest import assert_metrics_equal, now_ms, oracle_view
 def _speed(env: dict[str, str], idle: float = 3.0) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "lambda_rt", "speed", "--until-idle", str(idle)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _applied(client: redis.Redis, keys) -> int:  # type: ignore[no-untyped-def]
+    return sum(int(v) for v in client.hvals(keys.offsets))
+
+
+def _wait_applied_more(  # type: ignore[no-untyped-def]
+    proc: subprocess.Popen[bytes], client: redis.Redis, keys, before: int, total: int, timeout_s: float = 120
+) -> None:
+    """Wait (bounded) until a just-started ``proc`` has joined and applied something.
+
+    A restart joins once the killed member's session expires, which takes
+    longer on a loaded machine: a fixed sleep could kill it before it did
+    anything. Returns at once when everything produced is already applied.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        applied = _applied(client, keys)
+        if applied > before or applied >= total:
+            return
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise AssertionError(f"speed exited before applying anything: {err[-2000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"a restarted speed process applied nothing in {timeout_s:.0f} s")
 
 
 def _values(n: int, seed: int) -> list[bytes]:
@@ -50,9 +77,11 @@ def test_kill_9_at_random_moments_then_restart_is_exact(isolated, produce, redis
     kills = 0
     applied_at_kill = []
     while kills < 5 or not done.is_set():
+        before = _applied(redis_client, keys)
         proc = _speed(isolated.env, idle=30)
-        # A restart joins once the killed member's session (6 s) expires: ~7-9 s.
-        time.sleep(rng.uniform(8.0, 13.0))
+        # kill only once it has joined and applied something, at a random moment after
+        _wait_applied_more(proc, redis_client, keys, before, len(values))
+        time.sleep(rng.uniform(0.0, 2.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         kills += 1
