@@ -7,8 +7,16 @@ batch and speed minutes). Data goes through the real layers: generated events
 ``revenue by store_id`` over the 24 h is asked repeatedly:
 
 - in-process, uncached (``use_cache=False``) and cached;
+- in-process after the speed layer moved (the result cache misses, the batch
+  half of the answer comes from the batch-half cache: the live-dashboard case);
 - over HTTP (the daemon's FastAPI app under uvicorn, in a thread of this
-  process, through ``serving.HttpClient``), uncached and cached.
+  process, through ``serving.HttpClient``, which asks for Arrow IPC rather
+  than JSON rows), uncached and cached.
+
+Then the uncached path per component (batch state, speed state, the one chDB
+query, the one Redis pipeline, the numpy merge, JSON encode and decode), so a
+missed target shows where the time goes. The load average (``os.getloadavg``)
+is printed around every case: on a shared machine it explains most of p99.
 
 Prints p50/p99 per case; the last lines are ratios against the in-process
 uncached baseline measured in the same run. Targets: p99 <= 20 ms uncached
@@ -18,6 +26,7 @@ in-process, <= 1 ms cached.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import threading
@@ -75,13 +84,24 @@ def _load(settings: Settings, events: int, now_ms: int) -> Any:
     return client
 
 
-def _time(fn: Any, n: int) -> list[float]:
+def _load_avg() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+CPU: dict[str, list[float]] = {}
+"""CPU time of this process per call (all its threads, chDB's included), by case."""
+
+
+def _time(fn: Any, n: int, name: str = "") -> list[float]:
     fn()  # warm
-    out = []
+    out, cpu = [], []
     for _ in range(n):
+        c = time.process_time()
         t = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
+    CPU[name] = cpu
     return out
 
 
@@ -105,8 +125,59 @@ class _Backend:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
 
-    def query(self, metric: str, by: Any, start: Any, end: Any, gran: str, strict: bool) -> dict[str, Any]:
-        return dict(self.engine.query(metric, by, start, end, gran, strict=strict).to_dict())
+    def query(
+        self, metric: str, by: Any, start: Any, end: Any, gran: str, strict: bool, fmt: str = "json"
+    ) -> bytes:
+        result = self.engine.query(metric, by, start, end, gran, strict=strict)
+        return bytes(result.to_arrow_ipc() if fmt == "arrow" else result.to_json())
+
+
+def _components(
+    engine: Any, q: tuple[str, ...], n: int, results: dict[str, list[float]], loads: dict[str, str]
+) -> None:
+    """The uncached path, one component at a time (same calls the engine makes)."""
+    from serving import batch_view, speed_view
+    from serving.engine import _merge
+    from serving.result import QueryResult
+    from serving.spec import make_spec
+
+    spec = make_spec(*q)
+    prep = engine.prepare(spec)
+    bp = [p for p in prep.plan.pieces if p.layer == "batch"]
+    sp = [p for p in prep.plan.pieces if p.layer == "speed"]
+    parts = [batch_view.read_batch_pieces(engine.clickhouse, bp, spec.metric, spec.by, spec.width_ms)]
+    parts += speed_view.read_speed_pieces(engine.redis, engine.keys, sp, spec.metric, spec.by)
+    res = engine.query(*q, use_cache=False)
+    doc = res.to_dict()
+    ipc = res.to_arrow_ipc()
+    steps: list[tuple[str, Any]] = [
+        ("  batch state (stat)", engine.batch_state.state),
+        ("  speed state (1 round trip)", lambda: speed_view.read_speed_state(engine.redis, engine.keys)),
+        (
+            "  batch read (1 chDB query)",
+            lambda: batch_view.read_batch_pieces(engine.clickhouse, bp, spec.metric, spec.by, spec.width_ms),
+        ),
+        (
+            "  speed read (1 pipeline)",
+            lambda: speed_view.read_speed_pieces(engine.redis, engine.keys, sp, spec.metric, spec.by),
+        ),
+        ("  merge (numpy)", lambda: _merge(parts, spec)),
+        ("  JSON encode (uncached)", lambda: QueryResult(*vars_of(res)).to_json()),
+        ("  JSON rows -> DataFrame", lambda: QueryResult.from_dict(doc, spec.by)),
+        ("  Arrow IPC encode (uncached)", lambda: QueryResult(*vars_of(res)).to_arrow_ipc()),
+        (
+            "  Arrow IPC -> DataFrame",
+            lambda: QueryResult.from_arrow_ipc(ipc, spec.metric, spec.granularity, spec.by),
+        ),
+    ]
+    for name, fn in steps:
+        before = _load_avg()
+        results[name] = _time(fn, n, name)
+        loads[name] = f"{before} -> {_load_avg()}"
+
+
+def vars_of(res: Any) -> tuple[Any, ...]:
+    return (res.metric, res.granularity, res.by, res.frame, res.coverage)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,25 +203,46 @@ def main(argv: list[str] | None = None) -> None:
             f"ranges {[(r['layer'], r['start'], r['end']) for r in cov['ranges']]}"
         )
         results: dict[str, list[float]] = {}
-        results["in-process uncached"] = _time(lambda: engine.query(*q, use_cache=False), args.repeat)
-        results["in-process cached"] = _time(lambda: engine.query(*q), args.repeat * 5)
+        loads: dict[str, str] = {}
+
+        def case(name: str, fn: Any, n: int) -> None:
+            before = _load_avg()
+            results[name] = _time(fn, n, name)
+            loads[name] = f"{before} -> {_load_avg()}"
+
+        def speed_moved() -> None:
+            engine.cache.clear()  # as if a micro-batch moved the offsets
+            engine.query(*q)
+
+        case("in-process uncached", lambda: engine.query(*q, use_cache=False), args.repeat)
+        case("in-process cached", lambda: engine.query(*q), args.repeat * 5)
+        case("in-process speed moved", speed_moved, args.repeat)
         url_c, srv_c = _serve(_Backend(engine))
         url_u, srv_u = _serve(_Backend(nocache))
         http_c, http_u = HttpClient(url_c), HttpClient(url_u)
-        results["HTTP uncached"] = _time(lambda: http_u.query_result(*q), args.repeat)
-        results["HTTP cached"] = _time(lambda: http_c.query_result(*q), args.repeat * 2)
+        case("HTTP uncached", lambda: http_u.query_result(*q), args.repeat)
+        case("HTTP cached", lambda: http_c.query_result(*q), args.repeat * 2)
         for s in (srv_c, srv_u):
             s.should_exit = True
-        print(f"{'case':<22} {'p50 ms':>8} {'p99 ms':>8} {'n':>6}")
+        _components(nocache, q, args.repeat, results, loads)
+        # cpu: CPU time of this process per call; wall - cpu is mostly waiting for a core
+        print(
+            f"{'case':<30} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>8} {'n':>6}  load 1/5/15 (before -> after)"
+        )
         for name, xs in results.items():
-            print(f"{name:<22} {statistics.median(xs):8.3f} {_pct(xs, 0.99):8.3f} {len(xs):6d}")
+            cpu = statistics.median(CPU[name])
+            print(
+                f"{name:<30} {statistics.median(xs):8.3f} {_pct(xs, 0.99):8.3f} {cpu:8.3f} {len(xs):6d}  "
+                f"{loads[name]}"
+            )
         base_p50 = statistics.median(results["in-process uncached"])
+        print(f"machine: {os.cpu_count()} cores, load average now {_load_avg()}")
         print(
             f"targets: p99 uncached in-process {_pct(results['in-process uncached'], 0.99):.2f} ms (<= 20), "
             f"p99 cached in-process {_pct(results['in-process cached'], 0.99):.3f} ms (<= 1)"
         )
         for name, xs in results.items():
-            if name != "in-process uncached":
+            if name != "in-process uncached" and not name.startswith(" "):
                 print(f"ratio p50 {name} / in-process uncached: {statistics.median(xs) / base_p50:.3f}")
         engine.close()
         nocache.close()

@@ -13,6 +13,10 @@ The key of a result is ``(question, batch token, speed token, holes)``:
 
 Entries are evicted least-recently-used. Thread-safe. It never decides
 freshness by age: an entry is either still exact or unreachable.
+
+The engine keeps a second one for the batch half of answers alone, keyed by
+(question, batch token, batch pieces): when only the speed offsets moved (a
+micro-batch a second), a miss re-reads Redis but not ClickHouse.
 """
 
 from __future__ import annotations
@@ -20,23 +24,24 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-
-from serving.result import QueryResult
+from typing import Generic, TypeVar
 
 __all__ = ["ResultCache"]
 
+V = TypeVar("V")
 
-class ResultCache:
-    """LRU map from an exact key to a :class:`QueryResult`."""
+
+class ResultCache(Generic[V]):
+    """LRU map from an exact key to a value (a :class:`~serving.result.QueryResult`, or batch rows)."""
 
     def __init__(self, max_entries: int = 512) -> None:
         self.max_entries = max_entries
-        self._data: OrderedDict[Hashable, QueryResult] = OrderedDict()
+        self._data: OrderedDict[Hashable, V] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: Hashable) -> QueryResult | None:
+    def get(self, key: Hashable) -> V | None:
         with self._lock:
             found = self._data.get(key)
             if found is None:
@@ -46,7 +51,7 @@ class ResultCache:
             self.hits += 1
             return found
 
-    def put(self, key: Hashable, result: QueryResult) -> None:
+    def put(self, key: Hashable, result: V) -> None:
         if self.max_entries <= 0:
             return
         with self._lock:

@@ -56,9 +56,18 @@ class Daemon:
 
     # -- backend of serving.app ------------------------------------------------
     def query(
-        self, metric: str, by: str | None, start: str | None, end: str | None, granularity: str, strict: bool
-    ) -> dict[str, Any]:
-        return self.engine.query(metric, by, start, end, granularity, strict=strict).to_dict()
+        self,
+        metric: str,
+        by: str | None,
+        start: str | None,
+        end: str | None,
+        granularity: str,
+        strict: bool,
+        fmt: str = "json",
+    ) -> bytes:
+        """The body, JSON or Arrow IPC (a cached result's bytes are built once and reused)."""
+        result = self.engine.query(metric, by, start, end, granularity, strict=strict)
+        return result.to_arrow_ipc() if fmt == "arrow" else result.to_json()
 
     def status(self) -> dict[str, Any]:
         with self.engine._ch_lock:

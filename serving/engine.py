@@ -9,9 +9,19 @@
    holes, the speed pieces whose Redis keys may have expired (older than the
    speed retention) - neither layer covers those;
 3. look the exact key up in the cache (:mod:`serving.cache`);
-4. on a miss, read every piece from its one layer, map rows to their target
-   bucket, sum (additive metrics; distinct-count pieces never overlap),
-   drop zeros and sort.
+4. on a miss, read every piece from its one layer (all batch pieces in one
+   ClickHouse query that already maps rows to target buckets, all speed
+   pieces in one Redis pipeline), then group by (target bucket, dims) with
+   numpy (a sort and ``np.add.reduceat``; distinct-count pieces never
+   overlap), drop zeros.
+
+A cache hit returns the prebuilt :class:`QueryResult` itself (no copy: it is
+shared, treat it as read-only) after a dict lookup; the freshness check in
+front of it costs a ``stat`` of the batch tables and one Redis round trip.
+
+The speed view is a hole while the speed layer rebuilds it after losing its
+state (``rebuilding`` = 1) and whenever its ``epoch`` key is missing (state
+lost and not noticed yet): see the state contract in :mod:`speed_layer.keys`.
 
 It owns no process-wide state and opens its clients itself unless given them.
 It does not run any batch or speed job.
@@ -21,10 +31,12 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import redis
 
@@ -32,17 +44,27 @@ from batch_layer.views import redis_watermark_key
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
-from serving.batch_view import BatchState, BatchStateReader, read_batch_piece
+from serving.batch_view import BatchState, BatchStateReader, read_batch_pieces
 from serving.cache import ResultCache
 from serving.errors import CoverageHoleError
 from serving.metrics import ServingMetrics
-from serving.plan import Plan, make_plan
+from serving.plan import Piece, Plan, make_plan
 from serving.result import Coverage, Hole, LayerRange, QueryResult, SpeedFreshness
 from serving.spec import QuerySpec, format_ts, make_spec
-from serving.speed_view import SpeedState, key_buckets, read_speed_piece, read_speed_state
+from serving.speed_view import (
+    EVENT_TYPE_NAMES,
+    Columns,
+    SpeedState,
+    key_buckets,
+    read_speed_pieces,
+    read_speed_state,
+)
 from speed_layer.keys import SpeedKeys
 
-__all__ = ["Prepared", "QueryEngine", "find_holes"]
+__all__ = ["REBUILDING_REASON", "STATE_LOST_REASON", "Prepared", "QueryEngine", "find_holes"]
+
+REBUILDING_REASON = "speed view rebuilding after state loss (replaying the topic)"
+STATE_LOST_REASON = "speed view state lost (no epoch key): not rebuilt yet"
 
 
 @dataclass(frozen=True)
@@ -67,26 +89,38 @@ class Prepared:
 def find_holes(plan: Plan, speed: SpeedState, settings: Settings, now_ms: int) -> tuple[Hole, ...]:
     """Speed pieces that the speed view cannot be trusted to hold.
 
-    A Redis bucket key lives ``retention_hours`` after its last write, and an
-    event is written at most ``max_event_future_ms`` before its bucket starts;
-    a key bucket starting before ``now - retention + future`` may be gone.
-    Before the speed layer applied anything, all its pieces are holes.
+    - Before the speed layer applied anything, all its pieces are holes.
+    - While it rebuilds its view after finding no state (``rebuilding`` = 1),
+      or when the view's ``epoch`` key is missing (the state was lost and no
+      running speed process noticed yet), every bucket may be short: all its
+      pieces are holes.
+    - A Redis bucket key lives ``retention_hours`` after its last write, and
+      an event is written at most ``max_event_future_ms`` before its bucket
+      starts; a key bucket starting before ``now - retention + future`` may be
+      gone.
     """
     retention_ms = settings.speed.retention_hours * 3_600_000
     horizon = now_ms - retention_ms + settings.speed.max_event_future_ms
     holes: list[Hole] = []
+    whole = None
+    if speed.rebuilding:
+        whole = REBUILDING_REASON
+    elif not speed.offsets:
+        whole = "the speed layer has applied nothing yet"
+    elif speed.epoch_ms is None:
+        whole = STATE_LOST_REASON
     for p in plan.pieces:
         if p.layer != "speed":
             continue
-        if not speed.offsets:
-            holes.append(Hole(p.start_ms, p.end_ms, "the speed layer has applied nothing yet"))
+        if whole is not None:
+            holes.append(Hole(p.start_ms, p.end_ms, whole))
             continue
         _, buckets = key_buckets(p)
-        unsafe = [b for b in buckets if b * 1000 < horizon]
-        if not unsafe:
+        if not buckets or buckets[0] * 1000 >= horizon:
             continue
+        unsafe_last = max(b for b in buckets if b * 1000 < horizon)
         width = 60_000 if p.granularity == "minute" else 3_600_000
-        end = min(p.end_ms, unsafe[-1] * 1000 + width)
+        end = min(p.end_ms, unsafe_last * 1000 + width)
         # a distinct-count target bucket is read whole: widen to its end
         end = min(p.end_ms, -(-end // plan.spec.width_ms) * plan.spec.width_ms)
         holes.append(
@@ -132,14 +166,17 @@ class QueryEngine:
         self._own_redis = redis_client is None
         self.redis = redis_client if redis_client is not None else make_redis(settings.redis)
         self.keys = SpeedKeys(settings.redis.key_prefix)
-        self.cache = ResultCache(cache_entries)
+        self.cache: ResultCache[QueryResult] = ResultCache(cache_entries)
+        self.batch_cache: ResultCache[Columns] = ResultCache(cache_entries)
         self.metrics = metrics or ServingMetrics()
         self.batch_state = BatchStateReader(self.clickhouse, embedded=settings.embedded_clickhouse)
         self._wm_key = redis_watermark_key(settings.redis.key_prefix)
         self._ch_lock = threading.Lock()  # one ClickHouse query at a time per client
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="serving-speed-read")
 
     def close(self) -> None:
         """Close the Redis client this engine opened (the ClickHouse engine stays up)."""
+        self._pool.shutdown(wait=False)
         if self._own_redis:
             self.redis.close()
 
@@ -191,40 +228,44 @@ class QueryEngine:
         return result
 
     def execute(self, prepared: Prepared, *, use_cache: bool = True) -> QueryResult:
-        """Steps 3-4: the cache, else read the pieces and merge."""
-        freshness = SpeedFreshness(
-            offsets=prepared.speed.offsets,
-            last_applied_ms=prepared.speed.last_applied_ms,
-            max_event_ts_ms=prepared.speed.max_event_ts_ms,
-            shed=prepared.speed.shed,
-        )
-        key = prepared.cache_key()
+        """Steps 3-4: the cache (the prebuilt result itself), else read the pieces and merge."""
+        speed = prepared.speed
+        freshness = SpeedFreshness(speed.offsets, speed.last_applied_ms, speed.max_event_ts_ms, speed.shed)
         if use_cache:
+            key = prepared.cache_key()
             hit = self.cache.get(key)
             if hit is not None:
                 self.metrics.cache_hits.inc()
-                return hit.copy(hit.coverage.with_speed(freshness, cached=True))
+                if hit.coverage.speed != freshness:  # batch-only answer, the speed layer moved on
+                    hit = hit.with_coverage(hit.coverage.with_speed(freshness, cached=True))
+                    self.cache.put(key, hit)
+                return hit
             self.metrics.cache_misses.inc()
-        result = self._compute(prepared, freshness)
+        result = self._compute(prepared, freshness, use_cache=use_cache)
         if use_cache:
-            self.cache.put(key, result)
+            self.cache.put(key, result.with_coverage(result.coverage.with_speed(freshness, cached=True)))
         self._observe(prepared)
-        return result.copy()
+        return result
 
-    def _compute(self, prepared: Prepared, freshness: SpeedFreshness) -> QueryResult:
+    def _compute(self, prepared: Prepared, freshness: SpeedFreshness, *, use_cache: bool) -> QueryResult:
         plan, spec = prepared.plan, prepared.plan.spec
-        frames: list[pd.DataFrame] = []
-        for piece in plan.pieces:
-            if piece.layer == "batch":
-                with self._ch_lock:
-                    frames.append(read_batch_piece(self.clickhouse, piece, spec.metric, spec.by))
-            else:
-                frames.append(read_speed_piece(self.redis, self.keys, piece, spec.metric, spec.by))
-        frame = _merge(frames, spec)
+        batch = [p for p in plan.pieces if p.layer == "batch"]
+        speed = [p for p in plan.pieces if p.layer == "speed"]
+        parts: list[Columns] = []
+        if batch and speed:
+            # overlap the two reads: chDB runs without the GIL, Redis mostly waits on its socket
+            pending = self._pool.submit(read_speed_pieces, self.redis, self.keys, speed, spec.metric, spec.by)
+            try:
+                parts.append(self._batch_half(prepared, batch, use_cache))
+            finally:
+                parts += pending.result()
+        elif batch:
+            parts.append(self._batch_half(prepared, batch, use_cache))
+        else:
+            parts += read_speed_pieces(self.redis, self.keys, speed, spec.metric, spec.by)
+        frame = _merge(parts, spec)
         approximate = tuple(
-            LayerRange("speed", p.start_ms, p.end_ms)
-            for p in plan.pieces
-            if p.layer == "speed" and spec.metric == "unique_customers"
+            LayerRange("speed", p.start_ms, p.end_ms) for p in speed if spec.metric == "unique_customers"
         )
         coverage = Coverage(
             batch_through_ms=prepared.batch.watermark_ms,
@@ -235,6 +276,22 @@ class QueryEngine:
             approximate_ranges=_merge_ranges(approximate),
         )
         return QueryResult(spec.metric, spec.granularity, spec.by, frame, coverage)
+
+    def _batch_half(self, prepared: Prepared, pieces: list[Piece], use_cache: bool) -> Columns:
+        """The batch pieces' rows: from the batch-half cache while the batch token holds."""
+        spec = prepared.plan.spec
+        key = (spec.key(), prepared.batch.token, tuple(pieces))
+        if use_cache and prepared.batch.token != ("absent",):
+            hit = self.batch_cache.get(key)
+            if hit is not None:
+                return hit
+        with self._ch_lock:
+            cols = read_batch_pieces(self.clickhouse, pieces, spec.metric, spec.by, spec.width_ms)
+        if use_cache:
+            for arr in cols.values():
+                arr.flags.writeable = False  # shared by later answers
+            self.batch_cache.put(key, cols)
+        return cols
 
     def _observe(self, prepared: Prepared) -> None:
         if prepared.batch.watermark_ms is not None:
@@ -257,28 +314,68 @@ def _merge_ranges(ranges: tuple[LayerRange, ...]) -> tuple[LayerRange, ...]:
     return tuple(out)
 
 
-def _merge(frames: list[pd.DataFrame], spec: QuerySpec) -> pd.DataFrame:
-    """Map rows to target buckets, sum, drop zeros, sort; ``bucket`` as UTC datetimes."""
-    parts = [f for f in frames if not f.empty]
-    keys = ["bucket_ms", *spec.by]
-    if parts:
-        data = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].copy()
-        data["bucket_ms"] = data["bucket_ms"] // spec.width_ms * spec.width_ms
-        data = data[(data["bucket_ms"] >= spec.start_ms) & (data["bucket_ms"] < spec.end_ms)]
-        data = data.groupby(keys, as_index=False, sort=True)[["value"]].sum()
-        data = data[data["value"] != 0]
+def _merge(parts: list[Columns], spec: QuerySpec) -> pd.DataFrame:
+    """Map rows to target buckets, sum per (bucket, dims), drop zeros, sort; ``bucket`` UTC.
+
+    numpy, not a pandas group-by: the key columns become one int64 (bucket
+    index, then each dimension minus its minimum, in mixed radix), which is
+    argsorted, and ``np.add.reduceat`` sums each run exactly (int64, no float
+    round trip).
+    """
+    names = ["bucket_ms", *spec.by]
+    parts = [p for p in parts if len(p["value"])]
+    cols = {c: np.concatenate([p[c] for p in parts]) for c in [*names, "value"]} if parts else {}
+    if cols:
+        b = cols["bucket_ms"] // spec.width_ms * spec.width_ms
+        keep = (b >= spec.start_ms) & (b < spec.end_ms)
+        cols["bucket_ms"] = b
+        if not keep.all():
+            cols = {c: v[keep] for c, v in cols.items()}
+    n = len(cols["value"]) if cols else 0
+    if n:
+        n_buckets = (spec.end_ms - spec.start_ms) // spec.width_ms
+        codes = [((cols["bucket_ms"] - spec.start_ms) // spec.width_ms, n_buckets)]
+        codes += [_rank(cols[c]) for c in spec.by]
+        if np.prod([float(r) for _, r in codes]) < 2.0**62:
+            key = np.zeros(n, dtype=np.int64)
+            for code, radix in codes:
+                key = key * radix + code
+            order = np.argsort(key)
+            sk = key[order]
+            change = sk[1:] != sk[:-1]
+        else:  # ids too sparse for one int64 key (not with real data): sort on the columns
+            order = np.lexsort(tuple(cols[c] for c in reversed(names)))
+            change = np.zeros(n - 1, dtype=bool)
+            for c in names:
+                sc = cols[c][order]
+                change |= sc[1:] != sc[:-1]
+        starts = np.flatnonzero(np.concatenate(([True], change)))
+        sums = np.add.reduceat(cols["value"][order], starts)
+        first = order[starts]
+        nz = sums != 0
+        out_cols = {c: cols[c][first][nz] for c in names}
+        values = sums[nz]
     else:
-        data = pd.DataFrame({k: pd.Series(dtype="int64") for k in [*keys, "value"]})
-        if "event_type" in spec.by:
-            data["event_type"] = data["event_type"].astype(object)
-    # Series.to_numpy() drops the time zone and an empty column loses the dtype:
-    # build the column from a DatetimeIndex so it is always datetime64[ns, UTC].
-    bucket = pd.DatetimeIndex(pd.to_datetime(data["bucket_ms"].astype("int64").to_numpy(), unit="ms", utc=True))
-    out = pd.DataFrame({"bucket": bucket.as_unit("ns")})
+        out_cols = {c: np.empty(0, dtype=np.int64) for c in names}
+        values = np.empty(0, dtype=np.int64)
+    bucket = pd.DatetimeIndex(pd.to_datetime(out_cols["bucket_ms"], unit="ms", utc=True)).as_unit("ns")
+    data: dict[str, object] = {"bucket": bucket}
     for d in spec.by:
-        out[d] = data[d].to_numpy()
-    out["value"] = data["value"].astype("int64").to_numpy()
-    return out.reset_index(drop=True)
+        if d == "event_type":
+            data[d] = np.asarray(EVENT_TYPE_NAMES, dtype=object)[out_cols[d]]
+        else:
+            data[d] = out_cols[d]
+    data["value"] = values
+    return pd.DataFrame(data)
+
+
+def _rank(col: np.ndarray) -> tuple[np.ndarray, int]:
+    """Order-preserving non-negative codes of an int column, and how many there can be."""
+    lo, hi = int(col.min()), int(col.max())
+    if hi - lo < 4 * len(col) + 1024:
+        return col - lo, hi - lo + 1
+    _, inv = np.unique(col, return_inverse=True)
+    return inv, int(inv.max()) + 1
 
 
 def _hole_message(holes: tuple[Hole, ...]) -> str:

@@ -12,6 +12,7 @@ same object the in-process engine returns). No I/O here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,10 @@ class QueryResult:
     ``frame`` is a pandas DataFrame sorted by bucket then dimensions; zero
     values are omitted (a missing row means 0, as in both views).
     ``frame.attrs["coverage"]`` holds the coverage as a dict too.
+
+    A result served from the cache is the cached object itself (a hit costs
+    a dict lookup, not a copy): treat ``frame`` as read-only, or take
+    :meth:`copy` first. Its JSON (:meth:`to_json`) is built once and kept.
     """
 
     metric: str
@@ -156,12 +161,24 @@ class QueryResult:
         f = self.frame
         if f.empty:
             return []
-        buckets = [format_ts(int(x)) for x in (f["bucket"].dt.as_unit("ms").astype("int64") // 1).tolist()]
-        cols: list[list[Any]] = [buckets]
-        cols += [f[d].tolist() for d in self.by]
-        cols.append(f["value"].tolist())
-        names = ["bucket", *self.by, "value"]
-        return [dict(zip(names, vals, strict=True)) for vals in zip(*cols, strict=True)]
+        # a few distinct buckets, thousands of rows: format each bucket once
+        ms = f["bucket"].dt.as_unit("ms").astype("int64").to_numpy()
+        uniq, inv = np.unique(ms, return_inverse=True)
+        labels = np.asarray([format_ts(int(x)) for x in uniq], dtype=object)
+        buckets = labels[inv].tolist()
+        values = f["value"].tolist()
+        dims = [(d, f[d].tolist()) for d in self.by]
+        # dict displays, not dict(zip(names, row)): 3-4x faster on thousands of rows
+        if not dims:
+            return [{"bucket": b, "value": v} for b, v in zip(buckets, values, strict=True)]
+        if len(dims) == 1:
+            ((k1, c1),) = dims
+            return [{"bucket": b, k1: x, "value": v} for b, x, v in zip(buckets, c1, values, strict=True)]
+        (k1, c1), (k2, c2) = dims
+        return [
+            {"bucket": b, k1: x, k2: y, "value": v}
+            for b, x, y, v in zip(buckets, c1, c2, values, strict=True)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """Exactly the JSON object ``lambda-rt query --format json`` prints."""
@@ -173,7 +190,37 @@ class QueryResult:
         }
 
     def to_json(self) -> bytes:
+        """:meth:`to_dict` as JSON bytes, built once per result (cached results reuse it)."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> bytes:
         return orjson.dumps(self.to_dict())
+
+    def to_arrow_ipc(self) -> bytes:
+        """:meth:`to_arrow` as an Arrow IPC stream, built once per result (the HTTP client's format)."""
+        return self._arrow_ipc
+
+    @cached_property
+    def _arrow_ipc(self) -> bytes:
+        table = self.to_arrow()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return bytes(sink.getvalue().to_pybytes())
+
+    @classmethod
+    def from_arrow_ipc(cls, data: bytes, metric: str, granularity: str, by: tuple[str, ...]) -> QueryResult:
+        """Rebuild from :meth:`to_arrow_ipc` bytes (same frame dtypes as the engine's)."""
+        table = pa.ipc.open_stream(data).read_all()
+        coverage = Coverage.from_dict(orjson.loads((table.schema.metadata or {})[b"coverage"]))
+        ns = table.column("bucket").cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()
+        cols: dict[str, Any] = {"bucket": pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True))}
+        for dim in by:
+            col = table.column(dim).to_numpy()
+            cols[dim] = col.astype(object) if dim == "event_type" else col.astype(np.int64, copy=False)
+        cols["value"] = table.column("value").to_numpy().astype(np.int64, copy=False)
+        return cls(metric, granularity, by, pd.DataFrame(cols), coverage)
 
     def to_arrow(self) -> pa.Table:
         """An Arrow table; the coverage JSON is in the schema metadata (``coverage``)."""
@@ -183,24 +230,30 @@ class QueryResult:
         return table.replace_schema_metadata(meta)
 
     def copy(self, coverage: Coverage | None = None) -> QueryResult:
-        """A copy safe to hand out (the cache keeps the original)."""
+        """A private copy (deep copy of the frame) to modify freely."""
         return QueryResult(
             self.metric, self.granularity, self.by, self.frame.copy(), coverage or self.coverage
         )
+
+    def with_coverage(self, coverage: Coverage) -> QueryResult:
+        """The same rows with another coverage (a shallow frame copy: its ``attrs`` differ)."""
+        return QueryResult(self.metric, self.granularity, self.by, self.frame.copy(deep=False), coverage)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], by: tuple[str, ...]) -> QueryResult:
         """Rebuild from the JSON shape (what the HTTP client receives)."""
         rows = d["rows"]
+        labels = [r["bucket"] for r in rows]
+        # a few distinct bucket labels: parse each once
+        uniq = {t: _ms(t) or 0 for t in dict.fromkeys(labels)}
+        ms = np.fromiter((uniq[t] for t in labels), dtype=np.int64, count=len(labels))
         data: dict[str, Any] = {
-            "bucket": pd.to_datetime([r["bucket"] for r in rows], utc=True).as_unit("ns")
-            if rows
-            else pd.Series(dtype="datetime64[ns, UTC]")
+            "bucket": pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True)).as_unit("ns")
         }
         for dim in by:
             vals = [r[dim] for r in rows]
             data[dim] = (
-                pd.Series(vals, dtype=object) if dim == "event_type" else np.asarray(vals, dtype=np.int64)
+                np.asarray(vals, dtype=object) if dim == "event_type" else np.asarray(vals, dtype=np.int64)
             )
         data["value"] = np.asarray([r["value"] for r in rows], dtype=np.int64)
         return cls(d["metric"], d["granularity"], by, pd.DataFrame(data), Coverage.from_dict(d["coverage"]))

@@ -182,5 +182,5 @@ def test_openapi_lists_every_route() -> None:
     doc = openapi_document()
     assert {"/query", "/status", "/jobs/{kind}", "/metrics", "/healthz"} <= set(doc["paths"])
     params = {p["name"] for p in doc["paths"]["/query"]["get"]["parameters"]}
-    assert params == {"metric", "by", "start", "end", "granularity", "strict"}
+    assert params == {"metric", "by", "start", "end", "granularity", "strict", "format"}
     _ = pd  # pandas is used through the client's frames

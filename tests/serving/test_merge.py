@@ -39,9 +39,10 @@ def _compare(res: QueryResult, exp: pd.DataFrame, tolerance: float = 0.0) -> Non
         bad = merged[merged["value_got"] != merged["value_exp"]]
         assert bad.empty, f"{res.metric} by {res.by} {res.granularity}: mismatches\n{bad.head(20)}"
     else:
-        # HyperLogLog: 2% relative, but never less than one customer (small buckets)
+        # HyperLogLog: 2% relative (0.81% standard error, hundreds of buckets compared),
+        # but never less than two customers: 86 for 88 was seen on a small bucket
         err = (merged["value_got"] - merged["value_exp"]).abs()
-        big = merged[err > (merged["value_exp"] * tolerance).clip(lower=1)]
+        big = merged[err > (merged["value_exp"] * tolerance).clip(lower=2)]
         assert big.empty, f"distinct counts off by more than {tolerance:.0%}:\n{big.head(20)}"
 
 
