@@ -47,10 +47,12 @@ __all__ = [
     "check_dlq",
     "check_merged",
     "generate",
+    "handles_sigterm",
     "private_stack",
     "record",
     "size",
     "speed_process",
+    "terminate_cleanly",
     "wait_until",
 ]
 
@@ -130,6 +132,32 @@ def speed_process(env: dict[str, str], idle_s: float | None = None, **extra: str
     return subprocess.Popen(
         cmd, env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
+
+
+def handles_sigterm(pid: int) -> bool:
+    """Whether ``pid`` has installed a SIGTERM handler (Linux: ``SigCgt`` of /proc/PID/status).
+
+    ``lambda-rt speed`` installs it right before its loop; a SIGTERM sent
+    earlier (during imports) kills it with -15 instead of a clean stop.
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    except OSError:
+        return False
+    return False
+
+
+def terminate_cleanly(proc: subprocess.Popen[bytes], timeout_s: float = 60) -> bytes:
+    """SIGTERM once the process handles it; assert a clean exit (0); return its stderr."""
+    wait_until(lambda: proc.poll() is not None or handles_sigterm(proc.pid), timeout_s, "a SIGTERM handler")
+    if proc.poll() is None:
+        proc.terminate()
+    _, err = proc.communicate(timeout=timeout_s)
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    return err
 
 
 def kill9(proc: subprocess.Popen[Any]) -> None:

@@ -48,7 +48,7 @@ def _produce(settings: Any, values: list[bytes]) -> None:
 def test_kill_9_daemon_during_ingest_and_recompute(isolated: Any) -> None:
     ingest_kills = size(1, 5)
     recompute_kills = size(1, 5)
-    n = size(12_000, 100_000)
+    n = size(6_000, 100_000)
     now = int(time.time() * 1000)
     values = generate(n, seed=81, end_ms=now - 60_000)
     valid = len(oracle_frame(values, now_ms=now))
@@ -151,6 +151,7 @@ def _tier_chain(env: dict[str, str], state: Any, steps: list[str], warm_age: int
     return crashes, slowest
 
 
+@pytest.mark.chaos_full
 def test_kill_9_daemon_at_every_step_of_a_tier_move(isolated: Any) -> None:
     rng = random.Random(9)
     n = size(6_000, 40_000)

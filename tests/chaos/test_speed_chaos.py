@@ -32,6 +32,7 @@ from tests.chaos.harness import (
     record,
     size,
     speed_process,
+    terminate_cleanly,
     wait_until,
 )
 
@@ -65,18 +66,16 @@ def _merged(settings: Any, values: list[bytes], now: int) -> Any:
 
 def _finish(env: dict[str, str], settings: Any, produced: int, since: float) -> float:
     """Run a last speed process until idle; seconds from ``since`` (the last kill) until all applied."""
-    t0 = since
-    proc = speed_process(env, idle_s=4)
+    proc = speed_process(env)
     wait_until(lambda: applied_total(settings) >= produced, 180, "the speed layer to catch up")
-    recovery = time.monotonic() - t0
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err.decode()[-2000:]
+    recovery = time.monotonic() - since
+    terminate_cleanly(proc)  # everything is applied: a clean stop instead of waiting to be idle
     return recovery
 
 
 def test_kill_9_speed_processes_at_random_moments(isolated: Any) -> None:
-    kills_wanted = size(2, 20)
-    n = size(16_000, 200_000)
+    kills_wanted = size(1, 20)
+    n = size(8_000, 200_000)
     now = int(time.time() * 1000)
     values = generate(n, seed=71)
     chunk = max(1, n // (kills_wanted * 4))
@@ -125,6 +124,7 @@ def test_kill_9_speed_processes_at_random_moments(isolated: Any) -> None:
     assert result.exact, result
 
 
+@pytest.mark.chaos_full
 def test_rebalance_add_and_remove_speed_processes(isolated: Any) -> None:
     cycles = size(1, 3)
     n = size(12_000, 120_000)
@@ -185,6 +185,7 @@ def _rate_producer(settings: Any, phases: Sequence[tuple[float, float]], values:
     return t, sent
 
 
+@pytest.mark.chaos_full
 def test_burst_at_10x_lag_recovers_shedding_only_touches_speed(isolated: Any) -> None:
     """Sustained rate, a 10x burst, sustained again; page views shed under lag (speed only)."""
     from batch_layer.ingest import Ingestor

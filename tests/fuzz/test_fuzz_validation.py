@@ -86,7 +86,7 @@ def test_hostile_slice_end_to_end_through_the_broker(isolated: Any) -> None:
     """A slice through Kafka, the speed layer and the DLQ topic: exact DLQ, exact counts."""
     from tests.speed_layer.conftest import assert_metrics_equal, oracle_view, view_metrics
 
-    values, _families = hostile_values(size(3_000, 20_000), seed=7, max_huge=150_000)
+    values, _families = hostile_values(size(2_000, 20_000), seed=7, max_huge=150_000)
     now = int(time.time() * 1000)
     produce_batches(
         make_producer(isolated.settings.kafka, **{"message.max.bytes": 1_000_000}),
@@ -167,7 +167,7 @@ def _event_like(draw: Any) -> bytes:
     return json.dumps(base).encode()
 
 
-@settings(max_examples=size(150, 1500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=size(100, 1500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(st.binary(max_size=80), _event_like()), min_size=1, max_size=30))
 def test_property_validator_agrees_with_the_oracle(values: list[bytes]) -> None:
     vb = validate_batch(values, now_ms=NOW, window=TimeWindow())

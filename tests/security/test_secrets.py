@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,30 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _cli_many(calls: list[tuple[dict[str, str], list[str]]]) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent CLI calls concurrently (each is mostly interpreter start-up)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda c: _cli(c[0], *c[1]), calls))
+
+
 def test_no_secret_in_logs_status_help_errors_or_repr(stack_settings: Settings, tmp_path: Path) -> None:
     state = stack_settings.state_dir
     secrets = _secrets(state)
     env = stack_env(state)
-    outputs = []
-    for args in (["status"], ["status", "--json"], ["--help"], ["query", "--help"], ["serve", "--help"]):
-        out = _cli(env, *args)
-        outputs.append(out.stdout + out.stderr)
-    # errors: a wrong password, an unreachable S3, a bad value next to a secret
+    # errors too: an unreachable Redis, a bad value next to a secret
     bad = {**env, "LAMBDA_RT_REDIS__URL": "redis://127.0.0.1:1/0"}
-    outputs.append(_cli(bad, "query", "events").stderr)
-    outputs.append(_cli({**env, "LAMBDA_RT_KAFKA__PARTITIONS": "zero"}, "status").stderr)
+    calls: list[tuple[dict[str, str], list[str]]] = [
+        (env, ["status"]),
+        (env, ["status", "--json"]),
+        (env, ["--help"]),
+        (env, ["query", "--help"]),
+        (env, ["serve", "--help"]),
+        (bad, ["query", "events"]),
+        ({**env, "LAMBDA_RT_KAFKA__PARTITIONS": "zero"}, ["status"]),
+    ]
+    outs = _cli_many(calls)
+    outputs = [out.stdout + out.stderr for out in outs]
+    status_json = outs[1].stdout
     settings = load_settings(state_dir=state)
     outputs += [
         repr(settings),
@@ -105,7 +118,7 @@ def test_no_secret_in_logs_status_help_errors_or_repr(stack_settings: Settings, 
     for i, text in enumerate(outputs):
         for s in secrets[:2]:  # the access key is an identity, not a secret; checked below
             assert s not in text, f"a generated secret leaked into output #{i}: {text[:300]!r}"
-    assert secrets[0] not in json.dumps(json.loads(_cli(env, "status", "--json").stdout))
+    assert secrets[0] not in json.dumps(json.loads(status_json))
 
 
 def test_daemon_binds_loopback_by_default_and_enforces_the_token(isolated: Any) -> None:
@@ -132,24 +145,24 @@ def test_daemon_binds_loopback_by_default_and_enforces_the_token(isolated: Any) 
     assert token not in (daemon.proc.stderr.read().decode() if daemon.proc.stderr else "")
 
 
-@pytest.mark.parametrize(
-    ("args", "env"),
-    [
-        (["query", "events", "--granularity", "fortnight"], {}),
-        (["query", "events", "--start", "\u00e9\u00e9-not-a-time"], {}),
-        (["query", "events", "--by", "store_id,store_id"], {}),
-        (["query", "x" * 5000], {}),
-        (["generate", "--events", "-5"], {}),
-        (["status"], {"LAMBDA_RT_SPEED__BATCH_SIZE": "0"}),
-        (["status"], {"LAMBDA_RT_SERVE__PORT": "http"}),
-        (["status"], {"LAMBDA_RT_KAFKA__EXTRA": "{not json"}),
-    ],
-)
+BAD_CALLS: list[tuple[list[str], dict[str, str]]] = [
+    (["query", "events", "--granularity", "fortnight"], {}),
+    (["query", "events", "--start", "\u00e9\u00e9-not-a-time"], {}),
+    (["query", "events", "--by", "store_id,store_id"], {}),
+    (["query", "x" * 5000], {}),
+    (["generate", "--events", "-5"], {}),
+    (["status"], {"LAMBDA_RT_SPEED__BATCH_SIZE": "0"}),
+    (["status"], {"LAMBDA_RT_SERVE__PORT": "http"}),
+    (["status"], {"LAMBDA_RT_KAFKA__EXTRA": "{not json"}),
+]
+
+
+@pytest.mark.parametrize(("args", "env"), BAD_CALLS, ids=[" ".join(a)[:40] for a, _ in BAD_CALLS])
 def test_bad_parameters_and_config_are_one_line_never_a_traceback(
     args: list[str], env: dict[str, str], tmp_path: Path
 ) -> None:
     out = _cli({**stack_env(tmp_path), **env}, *args)
-    assert out.returncode in (1, 2), (out.returncode, out.stderr)
+    assert out.returncode in (1, 2), (args, out.returncode, out.stderr)
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
