@@ -32,16 +32,16 @@ from lambda_rt.config import Settings
 if TYPE_CHECKING:
     from batch_layer.recompute import RecomputeReport
 
-__all__ = ["compute", "recompute_day_in_engine", "source_sql"]
+__all__ = ["INVENTORY_COLS", "METRIC_COLS", "compute", "recompute_day_in_engine", "source_sql"]
 
 DAY_MS = 86_400_000
 _ENGINES: dict[str, tuple[Client, threading.Lock]] = {}
 
-_METRIC_COLS = (
+METRIC_COLS = (
     "granularity, dims, bucket, store_id, event_type, events, orders, revenue, refunds, "
     "unique_customers, payment_failures, inventory_delta"
 )
-_INVENTORY_COLS = "granularity, bucket, store_id, product_id, inventory_delta"
+INVENTORY_COLS = "granularity, bucket, store_id, product_id, inventory_delta"
 
 
 def source_sql(settings: Settings, snap: tiers.TierSnapshot, day: date, start_ms: int, end_ms: int) -> str:
@@ -66,8 +66,8 @@ def recompute_day_in_engine(
     written = 0
     with lock:
         for table, cols, sql in (
-            (BATCH_METRICS, _METRIC_COLS, metrics_sql(source, start_ms, end_ms, close_ms)),
-            (BATCH_INVENTORY, _INVENTORY_COLS, inventory_sql(source, start_ms, end_ms, close_ms)),
+            (BATCH_METRICS, METRIC_COLS, metrics_sql(source, start_ms, end_ms, close_ms)),
+            (BATCH_INVENTORY, INVENTORY_COLS, inventory_sql(source, start_ms, end_ms, close_ms)),
         ):
             staging = f"{table}_staging"
             client.command(f"ALTER TABLE {staging} DROP PARTITION '{day}'")
