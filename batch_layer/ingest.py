@@ -43,6 +43,7 @@ from lambda_rt.clients.kafka import make_consumer, make_producer
 from lambda_rt.config import Settings
 from lambda_rt.dlq import DeadLetterWriter
 from lambda_rt.events.validate import TimeWindow, validate_batch
+from lambda_rt.idle import idle_wait_s, topic_partition_count
 
 __all__ = ["IngestReport", "Ingestor", "to_hot_table"]
 
@@ -134,6 +135,8 @@ class Ingestor:
         self._intents: dict[int, deque[tuple[int, int, str]]] = {}
         self._buffers: dict[int, list[Message]] = {}
         self._fresh: set[int] = set()
+        self._owned: set[int] = set()  # partitions assigned to this member now
+        self._partitions_total: int | None = None
         self._assigned_at: float | None = None
         self.report = IngestReport()
 
@@ -145,6 +148,7 @@ class Ingestor:
         dlq = DeadLetterWriter(producer, self._settings.kafka.dlq_topic)
         consumer = make_consumer(self._settings.kafka, self._settings.batch.ingest_group)
         consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._partitions_total = topic_partition_count(consumer, self._topic)
         last_msg = time.monotonic()
         try:
             while not (stop is not None and stop.is_set()):
@@ -173,17 +177,26 @@ class Ingestor:
         now = time.monotonic()
         if self._assigned_at is None:
             return now - t0 >= until_idle_s + 30.0
-        return now - max(last_msg, self._assigned_at) >= until_idle_s
+        wait = idle_wait_s(
+            until_idle_s,
+            self._settings.kafka.session_timeout_ms / 1000,
+            len(self._fresh),
+            self._partitions_total,
+        )
+        return now - max(last_msg, self._assigned_at) >= wait
 
     # -- rebalance -------------------------------------------------------------
     def _on_assign(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         self._assigned_at = time.monotonic()
+        self._owned.update(tp.partition for tp in parts)
         for tp in parts:
             self._fresh.add(tp.partition)
             self._intents.pop(tp.partition, None)
             self._buffers.pop(tp.partition, None)
 
     def _on_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._assigned_at = time.monotonic()
+        self._owned.difference_update(tp.partition for tp in parts)
         for tp in parts:
             self._fresh.discard(tp.partition)
             self._intents.pop(tp.partition, None)

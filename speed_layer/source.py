@@ -47,6 +47,7 @@ from streamz import Source, Stream
 
 from lambda_rt.clients.kafka import make_consumer
 from lambda_rt.config import Settings
+from lambda_rt.idle import idle_wait_s, topic_partition_count
 from speed_layer.batch import RawBatch
 from speed_layer.errors import SpeedLayerError
 from speed_layer.state import UNKNOWN_TARGET, SpeedState
@@ -139,6 +140,8 @@ class from_speed_kafka(Source):
         self._epoch_checked = 0.0
         self._started_at = time.monotonic()
         self._last_message: float | None = None
+        self._assignment_changed = 0.0
+        self._partitions_total: int | None = None
         self._batch_size = settings.speed.batch_size
         self._timeout_s = settings.speed.batch_timeout_ms / 1000
         self.drain: Callable[[], object] = lambda: None
@@ -157,6 +160,7 @@ class from_speed_kafka(Source):
             },
         )
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._partitions_total = topic_partition_count(consumer, self.topic)
         return consumer
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -172,6 +176,7 @@ class from_speed_kafka(Source):
         self.assigned.update(new)
         self.assignments += 1
         self._positioned_at = time.monotonic()
+        self._assignment_changed = time.monotonic()
         if self._last_message is None:
             self._last_message = time.monotonic()
 
@@ -180,6 +185,7 @@ class from_speed_kafka(Source):
         consumer.incremental_unassign(partitions)
         gone = [tp.partition for tp in partitions]
         self.assigned.difference_update(gone)
+        self._assignment_changed = time.monotonic()
         self.lag.forget(gone)
         for p in gone:
             self._positioned.pop(p, None)
@@ -317,7 +323,13 @@ class from_speed_kafka(Source):
         if self._last_message is None:  # no assignment yet: allow the group join
             grace = 3 * self.settings.kafka.session_timeout_ms / 1000 + self.until_idle_s
             return now - self._started_at > grace
-        return now - self._last_message >= self.until_idle_s
+        wait = idle_wait_s(
+            self.until_idle_s,
+            self.settings.kafka.session_timeout_ms / 1000,
+            len(self.assigned),
+            self._partitions_total,
+        )
+        return now - max(self._last_message, self._assignment_changed) >= wait
 
     async def _run(self) -> None:
         if self.consumer is None:
