@@ -16,14 +16,14 @@ def register(app: typer.Typer) -> None:
     def demo(
         ctx: typer.Context,
         duration: float | None = typer.Option(
-            None, "--duration", help="Seconds of live traffic [default 120; --quick: 20]."
+            None, "--duration", help="Seconds of live traffic [default 120; --quick: 10]."
         ),
         rate: float | None = typer.Option(
             None, "--rate", help="Live events per second [default 50000; --quick: 5000]."
         ),
         burst: float = typer.Option(5.0, "--burst", help="Flash-sale rate multiplier (5-10x)."),
         backlog: int | None = typer.Option(
-            None, "--backlog", help="Events spread over the past 2 days [default 100000; --quick: 30000]."
+            None, "--backlog", help="Events spread over the past 2 days [default 100000; --quick: 10000]."
         ),
         bad_fraction: float = typer.Option(0.005, "--bad-fraction", help="Fraction of malformed messages."),
         keep_running: bool = typer.Option(

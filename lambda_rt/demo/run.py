@@ -58,7 +58,7 @@ class DemoOptions:
     @classmethod
     def quick(cls) -> DemoOptions:
         """A small run (about a minute) for tests and slow machines."""
-        return cls(plan=TrafficPlan(rate=5_000, duration_s=20, backlog_events=30_000))
+        return cls(plan=TrafficPlan(rate=5_000, duration_s=10, backlog_events=10_000))
 
 
 class _Demo:

