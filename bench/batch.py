@@ -28,51 +28,15 @@ than JSON lines).
 from __future__ import annotations
 
 import argparse
-import socket
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from lambda_rt.config import Settings, load_settings
-from lambda_rt.stack import launcher
+from bench._stack import bench_stack
+from lambda_rt.config import Settings
 
 DAY_MS = 86_400_000
-
-
-def _free_ports(n: int) -> list[int]:
-    out: list[int] = []
-    while len(out) < n:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        cands = (port, port + 10_000, port + 1, port + 10_001)
-        if port + 10_001 > 65535 or any(p in out for p in cands):
-            continue
-        try:
-            for p in cands:
-                with socket.socket() as s2:
-                    s2.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        out.append(port)
-    return out
-
-
-@contextmanager
-def bench_stack() -> Iterator[Settings]:
-    with tempfile.TemporaryDirectory(prefix="lrt-bench-batch-") as tmp:
-        names = ("kafka_port", "redis_port", "s3_port", "s3_master_port", "s3_volume_port", "s3_filer_port")
-        stack = dict(zip(names, _free_ports(len(names)), strict=True))
-        launcher.up(load_settings(state_dir=tmp, stack={**stack, "broker_storage": "memory"}))
-        settings = load_settings(state_dir=tmp)
-        try:
-            yield settings
-        finally:
-            launcher.down(settings)
 
 
 def _load(settings: Settings, client: object, n: int, days: int, end_ms: int) -> dict[int, int]:
@@ -160,7 +124,7 @@ def main() -> None:
     from lambda_rt.clients.clickhouse import open_clickhouse
     from lambda_rt.clients.s3 import make_s3fs
 
-    with bench_stack() as base:
+    with bench_stack("lrt-bench-batch-") as base:
         settings = base.model_copy(
             update={
                 "clickhouse": base.clickhouse.model_copy(update={"database": "bench"}),

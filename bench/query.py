@@ -34,7 +34,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.speed import bench_stack
+from bench._stack import bench_stack
 from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.clients.kafka import ensure_topics, make_producer
 from lambda_rt.config import Settings

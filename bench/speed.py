@@ -23,63 +23,24 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from bench._stack import bench_stack
 from lambda_rt.clients.kafka import ensure_topics, make_consumer, make_producer
 from lambda_rt.clients.redis import make_redis
-from lambda_rt.config import Settings, load_settings
+from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_batches
-from lambda_rt.stack import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_VENV = ROOT / ".bench-venv"
 QUIX_VERSION = "3.28.1"
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports whose +10000 twins are free too (SeaweedFS gRPC)."""
-    out: list[int] = []
-    while len(out) < n:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        candidates = (port, port + 10_000, port + 1, port + 10_001)
-        if port + 10_001 > 65535 or any(p in out for p in candidates):
-            continue
-        try:
-            for p in candidates:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        out.append(port)
-    return out
-
-
-@contextmanager
-def bench_stack() -> Iterator[Settings]:
-    """A throw-away embedded stack (broker in memory) on free ports."""
-    with tempfile.TemporaryDirectory(prefix="lrt-bench-") as tmp:
-        ports = _free_ports(6)
-        names = ("kafka_port", "redis_port", "s3_port", "s3_master_port", "s3_volume_port", "s3_filer_port")
-        stack = dict(zip(names, ports, strict=True))
-        base = load_settings(state_dir=tmp, stack={**stack, "broker_storage": "memory"})
-        launcher.up(base)
-        settings = load_settings(state_dir=tmp)
-        try:
-            yield settings
-        finally:
-            launcher.down(settings)
 
 
 def _slice(settings: Settings, topic: str, tag: str, batch_size: int) -> Settings:

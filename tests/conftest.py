@@ -11,7 +11,6 @@ skips silently because a service is missing.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,27 +21,7 @@ import pytest
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
 from lambda_rt.clients.kafka import ensure_topics
 from lambda_rt.config import Settings, load_settings
-from lambda_rt.stack import launcher
-
-GRPC_OFFSET = 10_000
-
-
-def _free_port(taken: set[int]) -> int:
-    """A port free now whose +10000 twin is free too (SeaweedFS gRPC)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port in taken or port + GRPC_OFFSET > 65535 or port + GRPC_OFFSET in taken:
-            continue
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + GRPC_OFFSET))
-            except OSError:
-                continue
-        taken.update({port, port + GRPC_OFFSET})
-        return port
-    raise RuntimeError("no free port pair found")
+from lambda_rt.stack import free_stack_ports, launcher
 
 
 def stack_env(state_dir: Path) -> dict[str, str]:
@@ -56,40 +35,9 @@ def stack_env(state_dir: Path) -> dict[str, str]:
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """The real embedded stack, started once per session on free ports."""
     state_dir = tmp_path_factory.mktemp("stack")
-    taken: set[int] = set()
-    # SeaweedFS' admin server takes master port + 1 (and its gRPC twin).
-    master = _free_port(taken)
-    while not _port_pair_free(master + 1, taken):
-        master = _free_port(taken)
-    taken.update({master + 1, master + 1 + GRPC_OFFSET})
-    ports = {
-        "kafka_port": _free_port(taken),
-        "redis_port": _free_port(taken),
-        "s3_port": _free_port(taken),
-        "s3_master_port": master,
-        "s3_volume_port": _free_port(taken),
-        "s3_filer_port": _free_port(taken),
-    }
-    base = load_settings(state_dir=state_dir, stack=ports)
-    # Persist the ports so CLI subprocesses started with --state-dir find them.
-    launcher.up(base)
-    settings = load_settings(state_dir=state_dir)
-    try:
+    # CLI subprocesses started with --state-dir find the ports up recorded there.
+    with launcher.running_stack(state_dir, **free_stack_ports()) as settings:
         yield settings
-    finally:
-        launcher.down(settings)
-
-
-def _port_pair_free(port: int, taken: set[int]) -> bool:
-    if port in taken or port + GRPC_OFFSET in taken or port + GRPC_OFFSET > 65535:
-        return False
-    for p in (port, port + GRPC_OFFSET):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                return False
-    return True
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lambda_rt.config import load_settings
-from tests.conftest import GRPC_OFFSET, _free_port, _port_pair_free
+from lambda_rt.stack import free_stack_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -32,23 +32,19 @@ def runnable_blocks() -> list[tuple[str, str]]:
 
 
 def _env(state_dir: Path) -> dict[str, str]:
-    taken: set[int] = set()
-    master = _free_port(taken)
-    while not _port_pair_free(master + 1, taken):
-        master = _free_port(taken)
-    taken.update({master + 1, master + 1 + GRPC_OFFSET})
+    ports = free_stack_ports(extra=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDA_RT_")}
     env.update(
         {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
             "LAMBDA_RT_STATE_DIR": str(state_dir),
-            "LAMBDA_RT_STACK__KAFKA_PORT": str(_free_port(taken)),
-            "LAMBDA_RT_STACK__REDIS_PORT": str(_free_port(taken)),
-            "LAMBDA_RT_STACK__S3_PORT": str(_free_port(taken)),
-            "LAMBDA_RT_STACK__S3_MASTER_PORT": str(master),
-            "LAMBDA_RT_STACK__S3_VOLUME_PORT": str(_free_port(taken)),
-            "LAMBDA_RT_STACK__S3_FILER_PORT": str(_free_port(taken)),
-            "LAMBDA_RT_SERVE__PORT": str(_free_port(taken)),
+            "LAMBDA_RT_STACK__KAFKA_PORT": str(ports["kafka_port"]),
+            "LAMBDA_RT_STACK__REDIS_PORT": str(ports["redis_port"]),
+            "LAMBDA_RT_STACK__S3_PORT": str(ports["s3_port"]),
+            "LAMBDA_RT_STACK__S3_MASTER_PORT": str(ports["s3_master_port"]),
+            "LAMBDA_RT_STACK__S3_VOLUME_PORT": str(ports["s3_volume_port"]),
+            "LAMBDA_RT_STACK__S3_FILER_PORT": str(ports["s3_filer_port"]),
+            "LAMBDA_RT_SERVE__PORT": str(ports["extra_0"]),
             # a thread-based Dask cluster starts in a fraction of the time
             "LAMBDA_RT_DASK__PROCESSES": "false",
             "MPLBACKEND": "Agg",

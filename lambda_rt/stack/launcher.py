@@ -10,7 +10,8 @@ still up. ClickHouse is not a server here: it is the in-process chDB engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from lambda_rt.stack.binaries import redis_server_binary, tansu_binary, weed_bin
 from lambda_rt.stack.services import Server, servers_in_start_order
 from lambda_rt.stack.state import StateLayout, ensure_credentials, write_stack_file
 
-__all__ = ["ServiceState", "down", "status", "up"]
+__all__ = ["ServiceState", "down", "running_stack", "status", "up"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,21 @@ def up(settings: Settings) -> list[ServiceState]:
     # Re-read so the client sections carry the endpoints and credentials just written.
     ensure_topics(load_settings(state_dir=settings.state_dir).kafka)
     return result
+
+
+@contextmanager
+def running_stack(state_dir: Path | str, **stack: Any) -> Iterator[Settings]:
+    """Start a stack under ``state_dir`` with ``stack`` overrides, yield its settings, stop it.
+
+    For tests, benchmarks and side-by-side stacks: the yielded settings are
+    re-read after ``up`` so they carry the recorded endpoints and credentials.
+    """
+    up(load_settings(state_dir=state_dir, stack=stack))
+    settings = load_settings(state_dir=state_dir)
+    try:
+        yield settings
+    finally:
+        down(settings)
 
 
 def _alive_check(pid_file: Path, executable: str) -> Callable[[], bool]:

@@ -31,7 +31,7 @@ import httpx
 import pandas as pd
 
 from lambda_rt.clients.redis import make_redis
-from lambda_rt.config import Settings, load_settings
+from lambda_rt.config import Settings
 from lambda_rt.dlq import read_dead_letters
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.stack import launcher
@@ -318,24 +318,7 @@ class Daemon:
 @contextmanager
 def private_stack(state_dir: Path) -> Iterator[Settings]:
     """S3 + durable broker + Redis of our own, on free ports, stopped at the end."""
-    from tests.conftest import GRPC_OFFSET, _free_port, _port_pair_free
+    from lambda_rt.stack import free_stack_ports
 
-    taken: set[int] = set()
-    master = _free_port(taken)
-    while not _port_pair_free(master + 1, taken):
-        master = _free_port(taken)
-    taken.update({master + 1, master + 1 + GRPC_OFFSET})
-    ports = {
-        "kafka_port": _free_port(taken),
-        "redis_port": _free_port(taken),
-        "s3_port": _free_port(taken),
-        "s3_master_port": master,
-        "s3_volume_port": _free_port(taken),
-        "s3_filer_port": _free_port(taken),
-    }
-    launcher.up(load_settings(state_dir=state_dir, stack=ports))
-    settings = load_settings(state_dir=state_dir)
-    try:
+    with launcher.running_stack(state_dir, **free_stack_ports()) as settings:
         yield settings
-    finally:
-        launcher.down(settings)

@@ -19,7 +19,7 @@ from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings, load_settings
 from lambda_rt.consuming import read_topic
 from lambda_rt.errors import PortInUseError
-from lambda_rt.stack import launcher
+from lambda_rt.stack import free_stack_ports, launcher
 from tests.conftest import stack_env
 
 
@@ -84,19 +84,7 @@ def test_status_json_from_the_cli(stack_settings: Settings) -> None:
 
 def test_restart_keeps_events_and_redis_keys(tmp_path: Path) -> None:
     """A stopped stack restarted with up still holds produced events and Redis keys."""
-    from tests.conftest import _free_port
-
-    taken: set[int] = set()
-    master = _free_port(taken)
-    taken.update({master + 1, master + 10_001})
-    ports = {
-        "kafka_port": _free_port(taken),
-        "redis_port": _free_port(taken),
-        "s3_port": _free_port(taken),
-        "s3_master_port": master,
-        "s3_volume_port": _free_port(taken),
-        "s3_filer_port": _free_port(taken),
-    }
+    ports = free_stack_ports()
     launcher.up(load_settings(state_dir=tmp_path, stack=ports))
     settings = load_settings(state_dir=tmp_path)
     try:
