@@ -9,11 +9,13 @@
    holes, the speed pieces whose Redis keys may have expired (older than the
    speed retention) - neither layer covers those;
 3. look the exact key up in the cache (:mod:`serving.cache`);
-4. on a miss, read every piece from its one layer (all batch pieces in one
-   ClickHouse query that already maps rows to target buckets, all speed
-   pieces in one Redis pipeline), then group by (target bucket, dims) with
-   numpy (a sort and ``np.add.reduceat``; distinct-count pieces never
-   overlap), drop zeros.
+4. on a miss, read every piece from its one layer (the batch pieces from
+   the in-memory copy of the batch views, :mod:`serving.batch_copy`, loaded
+   once per batch version; all speed pieces in one Redis pipeline), then
+   group by (target bucket, dims) with numpy (a sort and ``np.add.reduceat``;
+   distinct-count pieces never overlap), drop zeros. Only when the batch
+   pieces need more rows than the copy's budget do they come from one
+   aggregating ClickHouse query instead.
 
 A cache hit returns the prebuilt :class:`QueryResult` itself (no copy: it is
 shared, treat it as read-only) after a dict lookup; the freshness check in
@@ -44,6 +46,7 @@ from batch_layer.views import redis_watermark_key
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
+from serving.batch_copy import BatchCopy
 from serving.batch_view import BatchState, BatchStateReader, read_batch_pieces
 from serving.cache import ResultCache
 from serving.errors import CoverageHoleError
@@ -150,6 +153,8 @@ class QueryEngine:
             process owns it).
         redis_client: a Redis client to use (default: ``make_redis``).
         cache_entries: result-cache size (0 disables caching).
+        batch_copy_rows: row budget of the in-memory batch copy (0: always
+            read the batch pieces with a ClickHouse query).
     """
 
     def __init__(
@@ -160,6 +165,7 @@ class QueryEngine:
         redis_client: redis.Redis | None = None,
         cache_entries: int = 512,
         metrics: ServingMetrics | None = None,
+        batch_copy_rows: int = 2_000_000,
     ) -> None:
         self.settings = settings
         self.clickhouse = clickhouse if clickhouse is not None else open_clickhouse(settings)
@@ -172,6 +178,7 @@ class QueryEngine:
         self.batch_state = BatchStateReader(self.clickhouse, embedded=settings.embedded_clickhouse)
         self._wm_key = redis_watermark_key(settings.redis.key_prefix)
         self._ch_lock = threading.Lock()  # one ClickHouse query at a time per client
+        self.batch_copy = BatchCopy(self.clickhouse, self._ch_lock, max_rows=batch_copy_rows)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="serving-speed-read")
 
     def close(self) -> None:
@@ -278,15 +285,21 @@ class QueryEngine:
         return QueryResult(spec.metric, spec.granularity, spec.by, frame, coverage)
 
     def _batch_half(self, prepared: Prepared, pieces: list[Piece], use_cache: bool) -> Columns:
-        """The batch pieces' rows: from the batch-half cache while the batch token holds."""
+        """The batch pieces' rows: the batch-half cache, else the batch copy, else ClickHouse.
+
+        ``use_cache=False`` skips the result caches only: the batch copy is not
+        a cache of answers but of the views' rows, exact for its token.
+        """
         spec = prepared.plan.spec
         key = (spec.key(), prepared.batch.token, tuple(pieces))
         if use_cache and prepared.batch.token != ("absent",):
             hit = self.batch_cache.get(key)
             if hit is not None:
                 return hit
-        with self._ch_lock:
-            cols = read_batch_pieces(self.clickhouse, pieces, spec.metric, spec.by, spec.width_ms)
+        cols = self.batch_copy.read(prepared.batch.token, pieces, spec.metric, spec.by)
+        if cols is None:
+            with self._ch_lock:
+                cols = read_batch_pieces(self.clickhouse, pieces, spec.metric, spec.by, spec.width_ms)
         if use_cache:
             for arr in cols.values():
                 arr.flags.writeable = False  # shared by later answers
@@ -301,7 +314,12 @@ class QueryEngine:
 
     def stats(self) -> dict[str, Any]:
         """Cache figures (for ``/status``)."""
-        return {"entries": len(self.cache), "hits": self.cache.hits, "misses": self.cache.misses}
+        return {
+            "entries": len(self.cache),
+            "hits": self.cache.hits,
+            "misses": self.cache.misses,
+            "batch_copy": self.batch_copy.stats(),
+        }
 
 
 def _merge_ranges(ranges: tuple[LayerRange, ...]) -> tuple[LayerRange, ...]:

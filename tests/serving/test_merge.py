@@ -1,4 +1,9 @@
-"""Merged answers equal the pandas oracle, bucket by bucket, across the watermark."""
+"""Merged answers equal the pandas oracle, bucket by bucket, across the watermark.
+
+The tests share one module-scoped ``world`` whose watermark only moves forward,
+so none relies on another having run: each sets the watermark it needs with
+:func:`_ensure_watermark` (never behind the current one) and reads it back.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,29 @@ from serving.spec import GRANULARITY_MS, format_ts
 from tests.serving.fixtures import HOUR_MS, World
 
 MIN_MS = 60_000
+DAY_MS = 86_400_000
 
 
-def _engine(world: World, cache: int = 0) -> QueryEngine:
-    return QueryEngine(world.settings, clickhouse=world.client, cache_entries=cache)
+def _engine(world: World, cache: int = 0, copy_rows: int = 2_000_000) -> QueryEngine:
+    return QueryEngine(
+        world.settings, clickhouse=world.client, cache_entries=cache, batch_copy_rows=copy_rows
+    )
+
+
+def _ensure_watermark(world: World, at_ms: int) -> int:
+    """Recompute up to ``at_ms``, or up to the current watermark if that is later; the watermark."""
+    from batch_layer.views import read_watermark
+
+    current = read_watermark(world.client)
+    world.recompute(max(at_ms, int(current.timestamp() * 1000) if current else 0))
+    wm = read_watermark(world.client)
+    assert wm is not None
+    return int(wm.timestamp() * 1000)
+
+
+def _default_watermark(world: World) -> int:
+    """Mid-hour, not minute-aligned, three hours back (recompute closes whole minutes)."""
+    return (world.now_ms - 3 * HOUR_MS) // MIN_MS * MIN_MS + 17 * MIN_MS + 23_456
 
 
 def _expected(world: World, metric: str, by: tuple[str, ...], gran: str, s: int, e: int) -> pd.DataFrame:
@@ -49,8 +73,8 @@ def _compare(res: QueryResult, exp: pd.DataFrame, tolerance: float = 0.0) -> Non
 def test_merge_equals_oracle_across_watermark(world: World) -> None:
     rnd = random.Random(5)
     end = world.now_ms
-    wm = (end - 3 * HOUR_MS) // MIN_MS * MIN_MS + 17 * MIN_MS + 23_456  # mid-hour, not minute-aligned
-    world.recompute(wm)
+    wm = _ensure_watermark(world, _default_watermark(world))
+    assert wm <= end - HOUR_MS  # inside every range below
     engine = _engine(world)
     cases = [
         ("events", ("store_id", "event_type")),
@@ -76,7 +100,7 @@ def test_merge_equals_oracle_across_watermark(world: World) -> None:
             s, e = lo // w * w, -(-hi // w) * w
             exp = _expected(world, metric, by, gran, s, e)
             cov = res.coverage
-            assert cov.batch_through_ms == wm // MIN_MS * MIN_MS  # recompute closes whole minutes
+            assert cov.batch_through_ms == wm
             assert not cov.holes
             if metric == "unique_customers":
                 # buckets wholly before the watermark are exact; the rest within 2%
@@ -95,7 +119,7 @@ def test_merge_equals_oracle_across_watermark(world: World) -> None:
                 _compare(res, exp)
                 assert cov.exact is True
             layers = [r.layer for r in cov.ranges]
-            if metric == "unique_customers" and gran == "day":
+            if metric == "unique_customers" and gran == "day" and s // DAY_MS == wm // DAY_MS:
                 assert layers == ["speed"]  # a straddling distinct-count bucket is read whole
             else:
                 assert layers == ["batch", "speed"], (metric, by, gran, cov.ranges)
@@ -117,19 +141,66 @@ def test_watermark_moving_mid_query_never_double_counts(world: World) -> None:
     from serving.spec import make_spec
 
     spec = make_spec(*spec_args)
+    _ensure_watermark(world, _default_watermark(world))
     before = engine.prepare(spec)
     old_wm = before.batch.watermark_ms
     assert old_wm is not None
+    warm = _engine(world)  # its batch copy holds the rows of the old batch version
+    warm.execute(before, use_cache=False)
+    loads = warm.batch_copy.loads
     world.recompute(old_wm + 95 * MIN_MS)  # the batch commits between planning and reading
-    answer = engine.execute(before)
     s, e = spec.start_ms, spec.end_ms
-    _compare(answer, _expected(world, "events", ("store_id",), "hour", s, e))
+    exp = _expected(world, "events", ("store_id",), "hour", s, e)
+    answer = engine.execute(before)
+    _compare(answer, exp)
     assert answer.coverage.batch_through_ms == old_wm
+    _compare(warm.execute(before, use_cache=False), exp)  # old plan, old copy: still one count each
     after = engine.query(*spec_args)
     assert after.coverage.batch_through_ms == old_wm + 95 * MIN_MS
     assert not after.coverage.cached  # the batch token moved
-    _compare(after, _expected(world, "events", ("store_id",), "hour", s, e))
+    _compare(after, exp)
+    warm_after = warm.query(*spec_args)
+    assert warm.batch_copy.loads > loads  # the new batch version was loaded, not the old rows reused
+    _compare(warm_after, exp)
     engine.close()
+    warm.close()
+
+
+def test_batch_copy_equals_clickhouse_reads(world: World) -> None:
+    """The in-memory batch copy, a copy too small for the range (ClickHouse
+    fallback) and no copy give identical answers, on ranges starting days back."""
+    rnd = random.Random(17)
+    wm = _ensure_watermark(world, _default_watermark(world))
+    copy, tiny, direct = _engine(world), _engine(world, copy_rows=300), _engine(world, copy_rows=0)
+    cases = [
+        ("events", ("store_id", "event_type")),
+        ("revenue", ("store_id",)),
+        ("refunds", ("event_type",)),
+        ("orders", ()),
+        ("inventory_delta", ("store_id", "product_id")),
+        ("inventory_delta", ("product_id",)),
+        ("inventory_delta", ("store_id",)),
+        ("unique_customers", ()),
+        ("unique_customers", ("event_type",)),
+        ("unique_customers", ("store_id",)),
+    ]
+    for metric, by in cases:
+        for gran in ("minute", "hour", "day"):
+            if metric == "unique_customers" and by == ("store_id",) and gran == "minute":
+                continue  # not kept by the speed layer
+            lo = wm - rnd.choice([2 * HOUR_MS, 30 * HOUR_MS, 3 * DAY_MS]) + rnd.randrange(0, HOUR_MS)
+            hi = rnd.choice([wm - rnd.randrange(0, HOUR_MS), world.now_ms])
+            args = (metric, by, format_ts(lo), format_ts(hi), gran)
+            reference = direct.query(*args)
+            _same(copy.query(*args), reference)
+            _same(tiny.query(*args), reference)
+            _same(copy.query(*args, use_cache=False), reference)  # the copy reused
+    assert copy.batch_copy.loads > 0 and copy.batch_copy.fallbacks == 0
+    assert 0 < copy.batch_copy.rows <= copy.batch_copy.max_rows
+    assert tiny.batch_copy.fallbacks > 0 and tiny.batch_copy.rows <= 300
+    assert direct.batch_copy.loads == 0
+    for e in (copy, tiny, direct):
+        e.close()
 
 
 def test_hole_is_reported_and_strict_raises(world: World) -> None:
@@ -139,6 +210,7 @@ def test_hole_is_reported_and_strict_raises(world: World) -> None:
     short = world.settings.model_copy(
         update={"speed": world.settings.speed.model_copy(update={"retention_hours": 1})}
     )
+    _ensure_watermark(world, _default_watermark(world))
     engine = QueryEngine(short, clickhouse=world.client, cache_entries=8)
     res = engine.query("revenue", "store_id", None, None, "hour")
     wm = res.coverage.batch_through_ms
@@ -161,9 +233,9 @@ def test_hole_is_reported_and_strict_raises(world: World) -> None:
 def test_cache_never_serves_a_stale_answer(world: World) -> None:
     from tests.serving.fixtures import generate, produce, run_layers
 
+    wm = _ensure_watermark(world, _default_watermark(world))
     engine = _engine(world, cache=64)
-    wm = engine.prepare(__import__("serving.spec").spec.make_spec("events")).batch.watermark_ms
-    assert wm is not None
+    assert engine.prepare(__import__("serving.spec").spec.make_spec("events")).batch.watermark_ms == wm
     final = ("orders", ("store_id",), format_ts(wm - 3 * HOUR_MS), format_ts(wm - HOUR_MS), "hour")
     live = ("events", ("event_type",), format_ts(wm - HOUR_MS), format_ts(world.now_ms + HOUR_MS), "minute")
     first_final, first_live = engine.query(*final), engine.query(*live)
