@@ -6,7 +6,11 @@ batch and speed minutes). Data goes through the real layers: generated events
 -> Kafka -> speed layer (Redis) and batch ingest (chDB) -> recompute. Then
 ``revenue by store_id`` over the 24 h is asked repeatedly:
 
-- in-process, uncached (``use_cache=False``) and cached;
+- in-process, uncached (``use_cache=False``: no result cache; the in-memory
+  batch copy, :mod:`serving.batch_copy`, is warm) and cached;
+- in-process, the first query after a batch commit: the copy is cold (one
+  chDB load of the day chunks), simulated by dropping the copy, and measured
+  after real recomputes too (few samples: a recompute takes seconds);
 - in-process after the speed layer moved (the result cache misses, the batch
   half of the answer comes from the batch-half cache: the live-dashboard case);
 - over HTTP (the daemon's FastAPI app under uvicorn, in a thread of this
@@ -84,6 +88,23 @@ def _load(settings: Settings, events: int, now_ms: int) -> Any:
     return client
 
 
+def _after_recompute(
+    settings: Settings, client: Any, engine: Any, q: tuple[str, ...], wm_ms: int, n: int
+) -> list[float]:
+    """The first uncached query after each of ``n`` real recomputes (same watermark)."""
+    from batch_layer.recompute import run_recompute
+
+    out, cpu = [], []
+    for _ in range(n):
+        run_recompute(settings, client, now=datetime.fromtimestamp(wm_ms / 1000, tz=UTC))
+        c, t = time.process_time(), time.perf_counter()
+        engine.query(*q, use_cache=False)
+        out.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
+    CPU["in-process after recompute"] = cpu
+    return out
+
+
 def _load_avg() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -154,6 +175,10 @@ def _components(
         ("  batch state (stat)", engine.batch_state.state),
         ("  speed state (1 round trip)", lambda: speed_view.read_speed_state(engine.redis, engine.keys)),
         (
+            "  batch read (warm copy)",
+            lambda: engine.batch_copy.read(prep.batch.token, bp, spec.metric, spec.by),
+        ),
+        (
             "  batch read (1 chDB query)",
             lambda: batch_view.read_batch_pieces(engine.clickhouse, bp, spec.metric, spec.by, spec.width_ms),
         ),
@@ -193,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = _slice(base)
         now_ms = int(time.time() * 1000) // HOUR_MS * HOUR_MS
         client = _load(settings, args.events, now_ms)
+        wm_ms = now_ms - 12 * HOUR_MS + 23 * 60_000
         q = ("revenue", "store_id", format_ts(now_ms - 24 * HOUR_MS), format_ts(now_ms), "hour")
         engine = QueryEngine(settings, clickhouse=client)
         nocache = QueryEngine(settings, clickhouse=client, cache_entries=0)
@@ -215,6 +241,15 @@ def main(argv: list[str] | None = None) -> None:
             engine.query(*q)
 
         case("in-process uncached", lambda: engine.query(*q, use_cache=False), args.repeat)
+
+        def cold_copy() -> None:
+            engine.batch_copy.clear()  # what a new batch token does
+            engine.batch_state.forget()  # and the watermark is read again
+            engine.query(*q, use_cache=False)
+
+        case("in-process batch copy cold", cold_copy, max(10, args.repeat // 3))
+        results["in-process after recompute"] = _after_recompute(settings, client, engine, q, wm_ms, 5)
+        loads["in-process after recompute"] = _load_avg()
         case("in-process cached", lambda: engine.query(*q), args.repeat * 5)
         case("in-process speed moved", speed_moved, args.repeat)
         url_c, srv_c = _serve(_Backend(engine))

@@ -128,9 +128,16 @@ class BatchCopy:
             self._token = None
 
     def read(
-        self, token: tuple[object, ...], pieces: list[Piece], metric: str, by: tuple[str, ...]
+        self,
+        token: tuple[object, ...],
+        pieces: list[Piece],
+        metric: str,
+        by: tuple[str, ...],
+        *,
+        load: bool = True,
     ) -> Columns | None:
-        """The rows of ``pieces`` (per view bucket, not summed), or None when over the budget."""
+        """The rows of ``pieces`` (per view bucket, not summed), or None when over the budget
+        (or, with ``load=False``, when a chunk is not in memory: no ClickHouse query then)."""
         if self.max_rows <= 0 or token == ("absent",):
             return None
         table, _, dims, _ = _source(metric, by)
@@ -148,6 +155,8 @@ class BatchCopy:
                     self._chunks.move_to_end((base, g, d))
                     have[(g, d)] = chunk
         missing = [c for c in needed if c not in have]
+        if missing and not load:
+            return None
         if missing:
             loaded = self._load(metric, by, dims, missing)
             if loaded is None:

@@ -83,6 +83,11 @@ class BatchStateReader:
                 self._paths = None  # a table was dropped and re-created
         return None
 
+    def forget(self) -> None:
+        """Re-read the watermark on the next call even if the token did not move (benchmarks)."""
+        with self._lock:
+            self._last = None
+
     def state(self) -> BatchState:
         """The current watermark and token (ClickHouse read only when the token moved)."""
         with self._lock:

@@ -14,9 +14,9 @@ The key of a result is ``(question, batch token, speed token, holes)``:
 Entries are evicted least-recently-used. Thread-safe. It never decides
 freshness by age: an entry is either still exact or unreachable.
 
-The engine keeps a second one for the batch half of answers alone, keyed by
-(question, batch token, batch pieces): when only the speed offsets moved (a
-micro-batch a second), a miss re-reads Redis but not ClickHouse.
+When only the speed offsets moved (a micro-batch a second), a miss re-reads
+Redis; the batch rows come from the in-memory batch copy
+(:mod:`serving.batch_copy`), not from ClickHouse.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ V = TypeVar("V")
 
 
 class ResultCache(Generic[V]):
-    """LRU map from an exact key to a value (a :class:`~serving.result.QueryResult`, or batch rows)."""
+    """LRU map from an exact key to a value (a :class:`~serving.result.QueryResult`)."""
 
     def __init__(self, max_entries: int = 512) -> None:
         self.max_entries = max_entries

@@ -173,7 +173,6 @@ class QueryEngine:
         self.redis = redis_client if redis_client is not None else make_redis(settings.redis)
         self.keys = SpeedKeys(settings.redis.key_prefix)
         self.cache: ResultCache[QueryResult] = ResultCache(cache_entries)
-        self.batch_cache: ResultCache[Columns] = ResultCache(cache_entries)
         self.metrics = metrics or ServingMetrics()
         self.batch_state = BatchStateReader(self.clickhouse, embedded=settings.embedded_clickhouse)
         self._wm_key = redis_watermark_key(settings.redis.key_prefix)
@@ -259,16 +258,20 @@ class QueryEngine:
         batch = [p for p in plan.pieces if p.layer == "batch"]
         speed = [p for p in plan.pieces if p.layer == "speed"]
         parts: list[Columns] = []
-        if batch and speed:
-            # overlap the two reads: chDB runs without the GIL, Redis mostly waits on its socket
+        token = prepared.batch.token
+        warm = self.batch_copy.read(token, batch, spec.metric, spec.by, load=False) if batch else None
+        if batch and speed and warm is None:
+            # ClickHouse will be queried: overlap it with Redis (chDB runs without the GIL,
+            # Redis mostly waits on its socket). Not when the copy is warm: a thread
+            # handoff costs more than the ~0.1 ms the batch rows take then.
             pending = self._pool.submit(read_speed_pieces, self.redis, self.keys, speed, spec.metric, spec.by)
             try:
-                parts.append(self._batch_half(prepared, batch, use_cache))
+                parts.append(self._batch_half(prepared, batch))
             finally:
                 parts += pending.result()
-        elif batch:
-            parts.append(self._batch_half(prepared, batch, use_cache))
         else:
+            if batch:
+                parts.append(warm if warm is not None else self._batch_half(prepared, batch))
             parts += read_speed_pieces(self.redis, self.keys, speed, spec.metric, spec.by)
         frame = _merge(parts, spec)
         approximate = tuple(
@@ -284,26 +287,17 @@ class QueryEngine:
         )
         return QueryResult(spec.metric, spec.granularity, spec.by, frame, coverage)
 
-    def _batch_half(self, prepared: Prepared, pieces: list[Piece], use_cache: bool) -> Columns:
-        """The batch pieces' rows: the batch-half cache, else the batch copy, else ClickHouse.
+    def _batch_half(self, prepared: Prepared, pieces: list[Piece]) -> Columns:
+        """The batch pieces' rows: from the batch copy (loading what it lacks), else ClickHouse.
 
-        ``use_cache=False`` skips the result caches only: the batch copy is not
-        a cache of answers but of the views' rows, exact for its token.
+        ``use_cache=False`` does not skip the copy: it is not a cache of answers
+        but of the views' rows, exact for its batch token.
         """
         spec = prepared.plan.spec
-        key = (spec.key(), prepared.batch.token, tuple(pieces))
-        if use_cache and prepared.batch.token != ("absent",):
-            hit = self.batch_cache.get(key)
-            if hit is not None:
-                return hit
         cols = self.batch_copy.read(prepared.batch.token, pieces, spec.metric, spec.by)
         if cols is None:
             with self._ch_lock:
                 cols = read_batch_pieces(self.clickhouse, pieces, spec.metric, spec.by, spec.width_ms)
-        if use_cache:
-            for arr in cols.values():
-                arr.flags.writeable = False  # shared by later answers
-            self.batch_cache.put(key, cols)
         return cols
 
     def _observe(self, prepared: Prepared) -> None:

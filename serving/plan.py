@@ -71,14 +71,20 @@ def tile(start_ms: int, end_ms: int, coarsest: str) -> list[tuple[str, int, int]
     out: list[tuple[str, int, int]] = []
     pos = start_ms
     while pos < end_ms:
-        for g in grans:
+        for i, g in enumerate(grans):
             w = GRANULARITY_MS[g]
             if pos % w == 0 and pos + w <= end_ms:
+                # a run of g-buckets, up to where a coarser bucket could start
+                stop = end_ms
+                for c in grans[:i]:
+                    cw = GRANULARITY_MS[c]
+                    stop = min(stop, -(-(pos + 1) // cw) * cw)
+                run_end = pos + (stop - pos) // w * w
                 if out and out[-1][0] == g and out[-1][2] == pos:
-                    out[-1] = (g, out[-1][1], pos + w)
+                    out[-1] = (g, out[-1][1], run_end)
                 else:
-                    out.append((g, pos, pos + w))
-                pos += w
+                    out.append((g, pos, run_end))
+                pos = run_end
                 break
         else:
             raise ValueError(f"{pos} is not minute-aligned")

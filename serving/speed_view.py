@@ -12,10 +12,14 @@ It also reads the speed layer's state in one round trip: the applied
 partition offsets (the cache key of anything served from here), its freshness
 counters, and whether the view can be trusted at all (the ``epoch`` key and
 the ``rebuilding`` flag, see the state contract in :mod:`speed_layer.keys`).
+That read sits in front of every cache hit, so it is one ``EVALSHA`` of a
+read-only script (one command, flat replies) rather than a four-command
+pipeline: about half the client-side cost.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,8 +73,8 @@ class SpeedState:
         return (self.epoch_ms, self.rebuilding, tuple(sorted(self.offsets.items())))
 
 
-def _int(value: bytes | None) -> int | None:
-    if value is None:
+def _int(value: object) -> int | None:
+    if not isinstance(value, (bytes, str, int)):
         return None
     try:
         return int(value)
@@ -78,26 +82,48 @@ def _int(value: bytes | None) -> int | None:
         return None
 
 
+_STATE_SCRIPT = """
+local out = {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('GET', KEYS[3])}
+if #KEYS > 3 then out[4] = redis.call('GET', KEYS[4]) end
+return out
+"""
+_STATE_SHA = hashlib.sha1(_STATE_SCRIPT.encode()).hexdigest()
+
+
+def _state_replies(client: redis.Redis, names: list[str]) -> list[object]:
+    """The script's replies: ``[offsets pairs, meta pairs, epoch, (watermark)]``.
+
+    ``GET`` of a missing key is ``false`` in Lua, so the reply list never
+    shortens; ``EVAL`` loads the script when the server does not know it yet.
+    """
+    try:
+        return client.execute_command("EVALSHA", _STATE_SHA, len(names), *names)
+    except redis.exceptions.NoScriptError:
+        return client.execute_command("EVAL", _STATE_SCRIPT, len(names), *names)
+
+
+def _pairs_of(flat: object) -> list[tuple[bytes, bytes]]:
+    items = list(flat) if isinstance(flat, list) else []
+    return list(zip(items[::2], items[1::2], strict=True))
+
+
 def read_speed_state(client: redis.Redis, keys: SpeedKeys, watermark_key: str | None = None) -> SpeedState:
     """Offsets, meta, epoch (and the published watermark) in one round trip."""
+    names = [keys.offsets, keys.meta, epoch_key(keys.prefix)]
+    if watermark_key:
+        names.append(watermark_key)
     try:
-        pipe = client.pipeline(transaction=False)
-        pipe.hgetall(keys.offsets)
-        pipe.hgetall(keys.meta)
-        pipe.get(epoch_key(keys.prefix))
-        if watermark_key:
-            pipe.get(watermark_key)
-        replies = pipe.execute()
+        replies = _state_replies(client, names)
     except redis.RedisError as exc:
         raise ServiceUnavailableError(f"Redis (speed view) did not answer: {exc}") from exc
-    offsets = {int(k): int(v) for k, v in replies[0].items()}
+    offsets = {int(k): int(v) for k, v in _pairs_of(replies[0])}
     meta: dict[str, int] = {}
-    for k, v in replies[1].items():
+    for k, v in _pairs_of(replies[1]):
         n = _int(v)
         if n is not None:
             meta[k.decode()] = n
     shed = {k.removeprefix("shed:"): v for k, v in meta.items() if k.startswith("shed:") and v}
-    wm = replies[3] if watermark_key else None
+    wm = replies[3] if watermark_key and len(replies) > 3 else None
     return SpeedState(
         offsets=offsets,
         last_applied_ms=meta.get(META_LAST_APPLIED_MS),
