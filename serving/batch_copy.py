@@ -24,7 +24,9 @@ chunks a query lacks are loaded in **one** ClickHouse query. Bounds:
   instead (:func:`serving.batch_view.read_batch_pieces`), so memory stays
   bounded whatever the range;
 - chunks are evicted least-recently-used once they hold more than
-  ``max_rows`` rows in all;
+  ``max_rows`` rows in all (a chunk counts :data:`CHUNK_OVERHEAD_ROWS` more
+  than its rows, so empty days are bounded too), and a query spanning more
+  than :data:`MAX_DAYS` days of chunks goes to ClickHouse directly;
 - a new batch token drops every chunk (exact invalidation, like the result
   cache). The token is read before the data, so a write racing a load can only
   make the copy newer than its token, never older: the next query sees the new
@@ -45,9 +47,13 @@ from lambda_rt.clients.clickhouse import Client
 from serving.plan import Piece
 from serving.speed_view import EVENT_TYPE_NAMES, Columns, empty_columns
 
-__all__ = ["DAY_MS", "BatchCopy", "chunk_load_sql"]
+__all__ = ["CHUNK_OVERHEAD_ROWS", "DAY_MS", "MAX_DAYS", "BatchCopy", "chunk_load_sql"]
 
 DAY_MS = 86_400_000
+MAX_DAYS = 1_100
+"""Day chunks one query may use (three years); longer ranges read ClickHouse."""
+CHUNK_OVERHEAD_ROWS = 16
+"""What a chunk's Python objects cost, in rows of the budget."""
 _GRAN_CODE = {"minute": 1, "hour": 2, "day": 3}  # the views' Enum8 values
 
 
@@ -116,7 +122,7 @@ class BatchCopy:
         self._lock = threading.Lock()
         self._token: tuple[object, ...] | None = None
         self._chunks: OrderedDict[Hashable, Columns] = OrderedDict()
-        self.rows = 0
+        self.used = 0
         self.loads = 0
         self.fallbacks = 0
 
@@ -124,7 +130,7 @@ class BatchCopy:
         """Drop every chunk (the next read loads again)."""
         with self._lock:
             self._chunks.clear()
-            self.rows = 0
+            self.used = 0
             self._token = None
 
     def read(
@@ -142,11 +148,14 @@ class BatchCopy:
             return None
         table, _, dims, _ = _source(metric, by)
         base = (table, metric, dims)
+        if sum(len(_days(p)) for p in pieces) > MAX_DAYS:
+            self.fallbacks += 1
+            return None
         needed = sorted({(p.granularity, d) for p in pieces for d in _days(p)})
         with self._lock:
             if token != self._token:
                 self._chunks.clear()
-                self.rows = 0
+                self.used = 0
                 self._token = token
             have: dict[tuple[str, int], Columns] = {}
             for g, d in needed:
@@ -206,21 +215,26 @@ class BatchCopy:
                 key = (base, g, d)
                 old = self._chunks.pop(key, None)
                 if old is not None:
-                    self.rows -= len(old["value"])
+                    self.used -= _cost(old)
                 self._chunks[key] = chunk
-                self.rows += len(chunk["value"])
-            while self.rows > self.max_rows and self._chunks:
+                self.used += _cost(chunk)
+            while self.used > self.max_rows and self._chunks:
                 _, evicted = self._chunks.popitem(last=False)
-                self.rows -= len(evicted["value"])
+                self.used -= _cost(evicted)
 
     def stats(self) -> dict[str, int]:
         """Figures for ``/status``."""
         return {
             "chunks": len(self._chunks),
-            "rows": self.rows,
+            "budget_used": self.used,
+            "max_rows": self.max_rows,
             "loads": self.loads,
             "fallbacks": self.fallbacks,
         }
+
+
+def _cost(chunk: Columns) -> int:
+    return len(chunk["value"]) + CHUNK_OVERHEAD_ROWS
 
 
 def _slice(pieces: list[Piece], chunks: dict[tuple[str, int], Columns], by: tuple[str, ...]) -> Columns:

@@ -196,8 +196,11 @@ def test_batch_copy_equals_clickhouse_reads(world: World) -> None:
             _same(tiny.query(*args), reference)
             _same(copy.query(*args, use_cache=False), reference)  # the copy reused
     assert copy.batch_copy.loads > 0 and copy.batch_copy.fallbacks == 0
-    assert 0 < copy.batch_copy.rows <= copy.batch_copy.max_rows
-    assert tiny.batch_copy.fallbacks > 0 and tiny.batch_copy.rows <= 300
+    years = ("orders", ("store_id",), format_ts(wm - 4 * 365 * DAY_MS), format_ts(wm), "day")
+    _same(copy.query(*years), direct.query(*years))  # more days than MAX_DAYS: ClickHouse
+    assert copy.batch_copy.fallbacks == 1
+    assert 0 < copy.batch_copy.used <= copy.batch_copy.max_rows
+    assert tiny.batch_copy.fallbacks > 0 and tiny.batch_copy.used <= 300
     assert direct.batch_copy.loads == 0
     for e in (copy, tiny, direct):
         e.close()
