@@ -149,7 +149,7 @@ class BatchCopy:
         table, _, dims, _ = _source(metric, by)
         base = (table, metric, dims)
         if sum(len(_days(p)) for p in pieces) > MAX_DAYS:
-            self.fallbacks += 1
+            self.fallbacks += load  # counted once per query: the load=False probe comes first
             return None
         needed = sorted({(p.granularity, d) for p in pieces for d in _days(p)})
         with self._lock:
