@@ -110,9 +110,12 @@ def run_recompute(
         ensure_tables(client)
         now_ms = _ms(now or datetime.now(UTC))
         close_ms = (now_ms - settings.batch.allowed_lateness_s * 1000) // MINUTE_MS * MINUTE_MS
-        report = RecomputeReport(close=_dt(close_ms))
         snap = tiers.snapshot(client)
         wm_ms = state.read_state(client, WATERMARK_KEY)
+        # a clock behind the watermark (skew, a longer lateness setting) must not recompute the
+        # watermark's day only partly: buckets up to the watermark are already served as final
+        close_ms = max(close_ms, wm_ms or 0)
+        report = RecomputeReport(close=_dt(close_ms))
         report.previous_watermark = _dt(wm_ms) if wm_ms is not None else None
         ledger, ledger_upto = state.read_ledger(client, now_ms)
         data_days = sorted(set(tiers.engine_days(client, snap, 0, close_ms)) | set(snap.cold_days()))
