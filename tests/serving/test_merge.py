@@ -52,6 +52,9 @@ def _expected(world: World, metric: str, by: tuple[str, ...], gran: str, s: int,
     return exp
 
 
+HLL_STANDARD_ERROR = 1.04 / 2**7  # Redis HyperLogLog: 16384 registers
+
+
 def _compare(res: QueryResult, exp: pd.DataFrame, tolerance: float = 0.0) -> None:
     got = res.frame
     keys = ["bucket", *res.by]
@@ -63,11 +66,14 @@ def _compare(res: QueryResult, exp: pd.DataFrame, tolerance: float = 0.0) -> Non
         bad = merged[merged["value_got"] != merged["value_exp"]]
         assert bad.empty, f"{res.metric} by {res.by} {res.granularity}: mismatches\n{bad.head(20)}"
     else:
-        # HyperLogLog: 2% relative (0.81% standard error, hundreds of buckets compared),
-        # but never less than two customers: 86 for 88 was seen on a small bucket
+        # HyperLogLog (Redis: 0.81% standard error): the whole answer within `tolerance`,
+        # and every bucket within three standard errors (2.44%), never less than two
+        # customers. A per-bucket 2% bound is only 2.5 sigma: over hundreds of buckets
+        # it failed now and then (195 for 199, 86 for 88) with a correct merge.
         err = (merged["value_got"] - merged["value_exp"]).abs()
-        big = merged[err > (merged["value_exp"] * tolerance).clip(lower=2)]
-        assert big.empty, f"distinct counts off by more than {tolerance:.0%}:\n{big.head(20)}"
+        assert err.sum() <= tolerance * merged["value_exp"].sum(), f"distinct counts off by {err.sum()}"
+        big = merged[err > (merged["value_exp"] * 3 * HLL_STANDARD_ERROR).clip(lower=2)]
+        assert big.empty, f"distinct counts off by more than 3 standard errors:\n{big.head(20)}"
 
 
 def test_merge_equals_oracle_across_watermark(world: World) -> None:
