@@ -79,7 +79,7 @@ class DemoOptions:
     @classmethod
     def quick(cls) -> DemoOptions:
         """A small run (about a minute) for tests and slow machines."""
-        return cls(plan=TrafficPlan(rate=5_000, duration_s=10, backlog_events=10_000))
+        return cls(plan=TrafficPlan(rate=5_000, duration_s=10, backlog_events=10_000, probe_events=0))
 
 
 class _Demo:
