@@ -92,7 +92,10 @@ def revenue_chart(
         lag_ax = ax0.twinx()
         lag_ax.fill_between(when, 0, [s.behind for s in samples], color="purple", alpha=0.15)
         lag_ax.set_ylabel("speed lag (messages, shaded purple)")
-        lag_ax.set_ylim(bottom=0)
+        # Scale the lag to the live phase: the probe's lag would flatten the sale's.
+        after_probe = [s.behind for s in samples if probe is None or s.at > probe[1] + 10]
+        top = max(after_probe, default=0)
+        lag_ax.set_ylim(0, top * 1.5 if top else None)
         held = [s.held for s in samples]
         if any(held):
             ax0.fill_between(
@@ -144,6 +147,7 @@ def revenue_chart(
     ax1.legend(handles=handles, loc="upper left")
     ax1.set_title("revenue per minute (merged query: batch before the watermark, speed after it)")
     ax1.set_ylabel("revenue ($)")
+    ax1.xaxis.set_major_locator(mdates.MinuteLocator(tz=UTC))  # one tick per bucket, no repeats
     ax1.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=UTC))
     ax1.set_xlabel("event time (UTC)")
 
