@@ -46,7 +46,7 @@ def dask_client(settings: Settings, *, quiet: bool = False) -> Iterator[object]:
         n_workers=settings.dask.n_workers,
         threads_per_worker=settings.dask.threads_per_worker,
         processes=settings.dask.processes,
-        dashboard_address=":0",
+        dashboard_address=settings.dask.dashboard_address,
     )
     try:
         with Client(cluster) as client:

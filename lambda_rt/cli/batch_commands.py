@@ -7,6 +7,7 @@ imports a layer at import time). A bad ``--start``/``--end`` is a usage error
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import threading
 from datetime import UTC, datetime
@@ -62,6 +63,10 @@ def _run_through_daemon(settings: Settings, kind: str, lo: datetime | None, hi: 
     if url is None:
         return False
     typer.echo(f"running '{kind}' in the daemon at {url}", err=True)
+    if kind != "tier":
+        from lambda_rt.demo.processes import dask_dashboard
+
+        typer.echo(dask_dashboard(settings, settings.dask.dashboard_address), err=True)
     client = connect(settings, url=url)
     try:
         report = client.run_job(kind, lo, hi)
@@ -118,6 +123,9 @@ def register(app: typer.Typer) -> None:
         if _run_through_daemon(settings, job.value, lo, hi):
             return
         client = open_clickhouse(settings)
+        if job is not BatchJob.tier and importlib.util.find_spec("bokeh") is None:
+            # The job prints its LocalCluster's dashboard link; without bokeh it is dead.
+            typer.echo("Dask dashboard: not available (bokeh is not installed: pip install bokeh)", err=True)
         if job in (BatchJob.recompute, BatchJob.all):
             typer.echo(RecomputeJob(start=lo, end=hi).run(settings, client, progress=True).summary())
         if job in (BatchJob.tier, BatchJob.all):

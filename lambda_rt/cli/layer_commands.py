@@ -19,11 +19,17 @@ def register(app: typer.Typer) -> None:
             None, "--duration", help="Seconds of live traffic [default 120; --quick: 10]."
         ),
         rate: float | None = typer.Option(
-            None, "--rate", help="Live events per second [default 50000; --quick: 5000]."
+            None,
+            "--rate",
+            help="Live base events per second [default 50000; --quick: 5000]; lowered to what "
+            "this machine measured on the backlog unless --no-fit-rate.",
+        ),
+        fit_rate: bool = typer.Option(
+            True, "--fit-rate/--no-fit-rate", help="Scale the base rate to the measured capacity."
         ),
         burst: float = typer.Option(5.0, "--burst", help="Flash-sale rate multiplier (5-10x)."),
         backlog: int | None = typer.Option(
-            None, "--backlog", help="Events spread over the past 2 days [default 100000; --quick: 10000]."
+            None, "--backlog", help="Events spread over the past 2 days [default 300000; --quick: 10000]."
         ),
         bad_fraction: float = typer.Option(0.005, "--bad-fraction", help="Fraction of malformed messages."),
         keep_running: bool = typer.Option(
@@ -58,6 +64,6 @@ def register(app: typer.Typer) -> None:
         obj = ctx.find_object(CliContext)
         run_demo(
             settings_of(ctx),
-            replace(options, plan=plan, keep_running=keep_running),
+            replace(options, plan=plan, keep_running=keep_running, fit_rate=fit_rate),
             config_file=obj.config_file if obj else None,
         )

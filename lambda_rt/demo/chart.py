@@ -2,8 +2,9 @@
 
 Three panels, drawn with matplotlib's Agg backend (no display needed):
 
-1. events/s produced and applied by the speed layer during the demo (the live
-   view's samples), the flash sale shaded;
+1. events/s offered by the traffic plan, produced and applied by the speed
+   layer during the demo (the live view's samples), with the speed layer's
+   lag in messages on a second axis and the flash sale shaded;
 2. revenue per minute around the live traffic (a merged query,
    ``serving.QueryResult``): each bar coloured by the layer that served its
    bucket (coverage ``ranges``), the batch watermark as a vertical line, the
@@ -16,11 +17,25 @@ It only draws; the demo runs the queries.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["layer_of", "revenue_chart"]
+__all__ = ["Sample", "layer_of", "revenue_chart"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One live-view reading for the throughput panel."""
+
+    at: float  # epoch seconds
+    offered: float  # events/s the plan offered
+    produced: float  # events/s produced (acknowledged or queued)
+    applied: float  # events/s applied by the speed layer
+    behind: int  # messages produced, not yet consumed by the speed layer
+    held: bool  # the producer's safety valve was holding back
+
 
 LAYER_COLORS = {"batch": "#1f77b4", "speed": "#ff7f0e", "none": "#bbbbbb"}
 
@@ -45,8 +60,9 @@ def revenue_chart(
     path: Path,
     *,
     sale: tuple[float, float] | None = None,
+    probe: tuple[float, float] | None = None,
     tiers: dict[str, Any] | None = None,
-    samples: list[tuple[float, float, float, bool]] | None = None,
+    samples: list[Sample] | None = None,
 ) -> Path:
     """Write the two-panel PNG to ``path`` and return it.
 
@@ -54,9 +70,9 @@ def revenue_chart(
         minute: a ``QueryResult`` of ``revenue`` per minute (no dimensions).
         hour: a ``QueryResult`` of ``revenue`` per hour over the backlog.
         sale: the flash sale's wall-clock window (epoch seconds), if any.
+        probe: the capacity probe's wall-clock window (epoch seconds), if any.
         tiers: the daemon's ``status()["tiers"]`` for the lower panel's title.
-        samples: ``(epoch s, produced/s, applied/s, producer holding back)``
-            from the live view.
+        samples: the live view's readings (:class:`Sample`).
     """
     import matplotlib
 
@@ -67,10 +83,20 @@ def revenue_chart(
 
     fig, (ax0, ax1, ax2) = plt.subplots(3, 1, figsize=(11, 11), constrained_layout=True)
     if samples:
-        when = [datetime.fromtimestamp(t, UTC) for t, _, _, _ in samples]
-        ax0.plot(when, [p for _, p, _, _ in samples], label="produced (events/s in)")
-        ax0.plot(when, [a for _, _, a, _ in samples], label="applied by the speed layer")
-        held = [h for _, _, _, h in samples]
+        when = [datetime.fromtimestamp(s.at, UTC) for s in samples]
+        ax0.step(
+            when, [s.offered for s in samples], where="post", linestyle="--", color="grey", label="offered"
+        )
+        ax0.plot(when, [s.produced for s in samples], label="produced (events/s in)")
+        ax0.plot(when, [s.applied for s in samples], label="applied by the speed layer")
+        lag_ax = ax0.twinx()
+        lag_ax.fill_between(when, 0, [s.behind for s in samples], color="purple", alpha=0.15)
+        lag_ax.set_ylabel("speed lag (messages, shaded purple)")
+        # Scale the lag to the live phase: the probe's lag would flatten the sale's.
+        after_probe = [s.behind for s in samples if probe is None or s.at > probe[1] + 10]
+        top = max(after_probe, default=0)
+        lag_ax.set_ylim(0, top * 1.5 if top else None)
+        held = [s.held for s in samples]
         if any(held):
             ax0.fill_between(
                 when,
@@ -86,6 +112,13 @@ def revenue_chart(
     if sale is not None:
         ax0.axvspan(
             *(datetime.fromtimestamp(x, UTC) for x in sale), color="red", alpha=0.12, label="flash sale"
+        )
+    if probe is not None:
+        ax0.axvspan(
+            *(datetime.fromtimestamp(x, UTC) for x in probe),
+            color="green",
+            alpha=0.12,
+            label="capacity probe (as fast as possible)",
         )
     ax0.legend(loc="upper left")
     ax0.set_title("throughput during the demo (live view samples)")
@@ -114,6 +147,7 @@ def revenue_chart(
     ax1.legend(handles=handles, loc="upper left")
     ax1.set_title("revenue per minute (merged query: batch before the watermark, speed after it)")
     ax1.set_ylabel("revenue ($)")
+    ax1.xaxis.set_major_locator(mdates.MinuteLocator(tz=UTC))  # one tick per bucket, no repeats
     ax1.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=UTC))
     ax1.set_xlabel("event time (UTC)")
 

@@ -45,6 +45,7 @@ class Snapshot:
     top_stores: list[tuple[int, int]] = field(default_factory=list)
     phase: str = ""
     note: str = ""
+    offered: float | None = None  # events/s the traffic plan offers now (None: not producing)
 
 
 class Poller:
@@ -148,6 +149,8 @@ def render(cur: Snapshot, prev: Snapshot | None) -> RenderableType:
     t = Table(title=f"lambda-rt demo - {cur.phase}", show_header=False, title_justify="left", min_width=72)
     t.add_column("what", style="bold")
     t.add_column("value")
+    if cur.offered is not None:
+        t.add_row("offered by the traffic plan", f"{cur.offered:,.0f}/s" if cur.offered else "-")
     t.add_row("events in (produced)", f"{cur.produced:,}  ({_rate(cur.produced, p.produced, dt)})")
     t.add_row("applied by the speed layer", f"{cur.events:,}  ({_rate(cur.events, p.events, dt)})")
     behind = max(0, cur.produced - cur.messages)

@@ -12,6 +12,7 @@ It does not start the embedded servers (``lambda_rt.stack.launcher`` does).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -25,7 +26,7 @@ from types import TracebackType
 from lambda_rt.config import Settings
 from lambda_rt.errors import LambdaRTError
 
-__all__ = ["DEMO_OVERRIDES", "Children", "DemoProcessError", "free_port"]
+__all__ = ["DEMO_OVERRIDES", "Children", "DemoProcessError", "dask_dashboard", "free_port"]
 
 # Batch settings that make a recompute and a tier move meaningful within minutes:
 # buckets close 90 s after the fact, yesterday's hot data is due for warm and
@@ -36,6 +37,23 @@ DEMO_OVERRIDES: dict[str, str] = {
     "LAMBDA_RT_BATCH__HOT_TO_WARM_AFTER_S": "0",
     "LAMBDA_RT_BATCH__WARM_TO_COLD_AFTER_S": "86400",
 }
+
+
+def dask_dashboard(settings: Settings, address: str | None) -> str:
+    """Where to watch a batch job's Dask cluster, or why there is nothing to watch.
+
+    ``address`` is the ``host:port`` the job's LocalCluster serves its dashboard
+    on, when known (``None``: a free port chosen at each job). The dashboard
+    needs bokeh; without it distributed serves nothing and the link is dead.
+    """
+    if settings.dask.scheduler:
+        return f"Dask dashboard: the one of your scheduler {settings.dask.scheduler} (usually port 8787)"
+    if importlib.util.find_spec("bokeh") is None:
+        return "Dask dashboard: not available (bokeh is not installed: pip install bokeh)"
+    host, _, port = (address or "").rpartition(":")
+    if not port or port == "0":
+        return "Dask dashboard: on a free port chosen per job (set dask.dashboard_address to fix it)"
+    return f"Dask dashboard (while the job runs): http://{host or '127.0.0.1'}:{port}/status"
 
 
 class DemoProcessError(LambdaRTError):

@@ -6,13 +6,19 @@ Steps, in order:
 2. start the platform daemon (``lambda-rt serve --no-schedule``: ingest + HTTP
    API; the demo triggers the batch jobs itself) and one speed-layer process,
    as child processes (:mod:`lambda_rt.demo.processes`);
-3. produce a backlog of past days, then live traffic with a flash sale
-   (:mod:`lambda_rt.demo.traffic`) while a live view refreshes twice a second
-   (:mod:`lambda_rt.demo.live_view`);
+3. produce a backlog of past days, then a capacity probe of live-like events,
+   both as fast as the producer goes; measure what the producer and the speed
+   layer sustained on the probe and choose the live base rate from that
+   (:mod:`lambda_rt.demo.capacity`: the requested rate unless the machine
+   cannot carry it, and the demo prints why); then live traffic with a flash
+   sale (:mod:`lambda_rt.demo.traffic`) while a live view refreshes twice a
+   second (:mod:`lambda_rt.demo.live_view`);
 4. wait until the speed layer and the ingest have caught up, then ask the
-   daemon for a batch recompute and a tier move;
-5. print a merged query with its coverage, write the chart
-   (:mod:`lambda_rt.demo.chart`) and say how to go on.
+   daemon for a batch recompute and a tier move (printing the Dask dashboard
+   address the daemon's cluster serves while a job runs);
+5. check that nothing was lost (the merged ``events`` total grew by exactly
+   the valid events produced), print a merged query with its coverage, write
+   the chart (:mod:`lambda_rt.demo.chart`) and say how to go on.
 
 Ctrl-C at any point stops the traffic and the children cleanly (SIGTERM, then
 wait); the stack's servers stay up until ``lambda-rt down``.
@@ -34,16 +40,29 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lambda_rt.config import Settings, load_settings
-from lambda_rt.demo.chart import layer_of, revenue_chart
+from lambda_rt.demo.capacity import BacklogMeter, RateChoice, choose_rate
+from lambda_rt.demo.chart import Sample, layer_of, revenue_chart
 from lambda_rt.demo.live_view import Poller, Snapshot, render
-from lambda_rt.demo.processes import Children, free_port
+from lambda_rt.demo.processes import Children, dask_dashboard, free_port
 from lambda_rt.demo.traffic import Traffic, TrafficPlan
+from lambda_rt.errors import LambdaRTError
 from lambda_rt.stack import launcher
 
-__all__ = ["CHART_FILE", "DemoOptions", "run_demo"]
+__all__ = ["CHART_FILE", "DemoCheckError", "DemoOptions", "run_demo"]
 
 CHART_FILE = "demo-revenue.png"
 _REFRESH_S = 0.5
+# How long the live phase may wait for the speed layer to finish the backlog
+# (the measurement then uses what it consumed so far).
+_MEASURE_TIMEOUT_S = 60.0
+# The safety valve: the producer holds back beyond this many seconds of the
+# speed layer's measured capacity (so the demo ends in bounded time even when
+# the machine is busier during the live phase than during the probe).
+_MAX_BEHIND_S = 10.0
+
+
+class DemoCheckError(LambdaRTError):
+    """The merged answer does not account for every event produced."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +73,13 @@ class DemoOptions:
     keep_running: bool = False
     catch_up_timeout_s: float = 180.0
     stall_timeout_s: float = 30.0
+    # False: use the requested rate as is, even if this machine cannot sustain it.
+    fit_rate: bool = True
 
     @classmethod
     def quick(cls) -> DemoOptions:
         """A small run (about a minute) for tests and slow machines."""
-        return cls(plan=TrafficPlan(rate=5_000, duration_s=10, backlog_events=10_000))
+        return cls(plan=TrafficPlan(rate=5_000, duration_s=10, backlog_events=10_000, probe_events=0))
 
 
 class _Demo:
@@ -67,9 +88,9 @@ class _Demo:
         self.options = options
         self.console = console
         self.plan = options.plan
-        # wall time, produced/s, applied/s, producer holding back
-        self.samples: list[tuple[float, float, float, bool]] = []
+        self.samples: list[Sample] = []
         self.behind = 0  # messages produced but not yet consumed by the speed layer
+        self.choice: RateChoice | None = None
 
     # -- 3: traffic and the live view ---------------------------------------------
     def watch(self, traffic: Traffic, poller: Poller, children: Children | None) -> Snapshot:
@@ -79,6 +100,8 @@ class _Demo:
         )
         backlog_task = bar.add_task("backlog (past days)", total=plan.backlog_events)
         live_task = bar.add_task("live traffic (seconds)", total=int(plan.duration_s))
+        meter = BacklogMeter()
+        waiting_since: float | None = None
         prev: Snapshot | None = None
         cur = poller.read(0, "starting")
         with Live(render(cur, None), console=self.console, refresh_per_second=4) as live:
@@ -91,18 +114,16 @@ class _Demo:
                 if traffic.live_started_at is not None:
                     end = traffic.live_ended_at or time.time()
                     bar.update(live_task, completed=int(min(plan.duration_s, end - traffic.live_started_at)))
-                note = (
-                    f"flash sale: offering {plan.rate * plan.burst:,.0f} events/s" if traffic.in_sale else ""
-                )
-                if traffic.holding_back:
-                    note += (
-                        f"{'; ' if note else ''}producer holding back: the speed layer is more than "
-                        f"{plan.max_behind:,} messages behind"
-                    )
-                phase = {"live": f"live traffic at {plan.rate:,.0f} events/s"}.get(
-                    traffic.phase, traffic.phase
-                )
-                new = poller.read(traffic.sent, phase, note)
+                new = poller.read(traffic.sent, self._phase(traffic), self._note(traffic))
+                new = replace(new, offered=traffic.offered_rate)
+                if traffic.phase in ("probe", "waiting") and self.choice is None:
+                    # the speed layer's pace on the probe's live-like events only
+                    meter.add(new.at, new.messages - traffic.backlog_sent)
+                if traffic.phase == "waiting" and self.choice is None:
+                    waiting_since = waiting_since or time.monotonic()
+                    done = new.messages >= traffic.backlog_sent + traffic.probe_sent
+                    if done or time.monotonic() - waiting_since > _MEASURE_TIMEOUT_S:
+                        self._go_live(traffic, meter, live)
                 # rates over about two seconds, so the view does not flicker
                 if prev is None or new.at - prev.at >= 2.0:
                     prev = cur
@@ -111,17 +132,71 @@ class _Demo:
                 if prev is not None and cur.at > prev.at:
                     dt = cur.at - prev.at
                     self.samples.append(
-                        (
-                            time.time(),
-                            (cur.produced - prev.produced) / dt,
-                            (cur.events - prev.events) / dt,
-                            traffic.holding_back,
+                        Sample(
+                            at=time.time(),
+                            offered=traffic.offered_rate,
+                            produced=(cur.produced - prev.produced) / dt,
+                            applied=(cur.events - prev.events) / dt,
+                            behind=self.behind,
+                            held=traffic.holding_back,
                         )
                     )
                 live.update(Group(bar, render(cur, prev)))
                 if not traffic.is_alive():
                     return cur
                 time.sleep(_REFRESH_S)
+
+    def _phase(self, traffic: Traffic) -> str:
+        if traffic.phase == "live":
+            sale = f", flash sale at {traffic.plan.burst:g}x" if traffic.in_sale else ""
+            return f"live traffic, base {traffic.rate:,.0f} events/s{sale}"
+        if traffic.phase == "probe":
+            return "capacity probe: live-like events as fast as the producer goes"
+        if traffic.phase == "waiting":
+            return "probe sent: measuring what the speed layer sustains"
+        return traffic.phase
+
+    def _note(self, traffic: Traffic) -> str:
+        notes = []
+        if traffic.in_sale:
+            notes.append(f"flash sale: offering {traffic.offered_rate:,.0f} events/s")
+        if traffic.holding_back:
+            notes.append(
+                f"producer holding back: the speed layer is more than "
+                f"{traffic.plan.max_behind or 0:,} messages behind"
+            )
+        return "; ".join(notes)
+
+    def _go_live(self, traffic: Traffic, meter: BacklogMeter, live: Live) -> None:
+        """Choose the base rate from the backlog's measurements, say why, start live traffic."""
+        plan = self.plan
+        speed = meter.rate()
+        producer = (
+            traffic.probe_sent / traffic.probe_seconds
+            if traffic.probe_seconds and traffic.probe_sent >= 100_000
+            else None
+        )
+        if self.options.fit_rate:
+            choice = choose_rate(plan.rate, plan.burst, speed, producer, headroom=4.0, producer_share=0.75)
+        else:
+            choice = RateChoice(plan.rate, plan.rate, speed, producer, "--no-fit-rate: as requested")
+        self.choice = choice
+        measured = ", ".join(
+            f"{name} {value:,.0f} events/s"
+            for name, value in (("speed layer", speed), ("producer", producer))
+            if value
+        )
+        live.console.print(
+            f"[bold]measured on the capacity probe[/]: {measured or 'nothing (no probe)'}\n"
+            f"[bold]live base rate {choice.rate:,.0f} events/s[/]"
+            + (f" (requested {choice.requested:,.0f})" if choice.scaled else "")
+            + f": {choice.reason}.\n"
+            f"flash sale: {plan.burst:g}x = {choice.rate * plan.burst:,.0f} events/s for "
+            f"{plan.sale_window[1] - plan.sale_window[0]:.0f} s, "
+            f"{plan.sale_window[0]:.0f} s into {plan.duration_s:.0f} s of live traffic"
+        )
+        max_behind = int(speed * _MAX_BEHIND_S) if speed else None
+        traffic.go_live(choice.rate, max_behind)
 
     # -- 4: catch up ---------------------------------------------------------------
     def catch_up(self, poller: Poller, produced: int, children: Children | None) -> Snapshot:
@@ -192,14 +267,48 @@ class _Demo:
             hour,
             Path(self.settings.state_dir) / CHART_FILE,
             sale=traffic.sale_window,
+            probe=traffic.probe_window,
             tiers=tiers,
             samples=self.samples,
         )
 
 
-def _run_job(client: Any, kind: str, console: Console) -> dict[str, Any]:
+def _events_total(client: Any, days: int) -> int:
+    """Every valid event the merged query counts, over a range wider than the demo's traffic."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start, end = today - timedelta(days=days + 2), today + timedelta(days=2)
+    frame = client.query_result("events", None, start, end, "day").frame
+    return int(frame["value"].sum()) if len(frame) else 0
+
+
+def _check_exact(console: Console, before: int, after: int, produced: int, last: Snapshot) -> None:
+    """Nothing lost, nothing counted twice: the merged total grew by the valid events produced.
+
+    Raises:
+        DemoCheckError: it did not (the numbers are in the message).
+    """
+    if last.messages < produced:
+        console.print(
+            f"[yellow]exactness not checked: the speed layer consumed {last.messages:,} of the "
+            f"{produced:,} messages produced before the demo stopped waiting[/]"
+        )
+        return
+    valid = produced - last.dlq
+    grew = after - before
+    line = (
+        f"produced {produced:,} = {valid:,} valid + {last.dlq:,} dead letters; the speed layer "
+        f"consumed {last.messages:,}; the merged 'events' total grew by {grew:,}"
+    )
+    if grew == valid:
+        console.print(f"[bold green]exact[/]: {line}")
+        return
+    raise DemoCheckError(f"the merged answer is not exact: {line}")
+
+
+def _run_job(client: Any, kind: str, console: Console, dashboard: str) -> dict[str, Any]:
     from serving import DaemonError
 
+    console.print(f"batch {kind}: {dashboard}")
     for attempt in range(3):
         try:
             with console.status(f"batch {kind} running in the daemon..."):
@@ -226,14 +335,22 @@ def run_demo(settings: Settings, options: DemoOptions, *, config_file: Path | No
         f"({'started ' + ', '.join(fresh) if fresh else 'reused the running servers'})"
     )
     t0 = time.monotonic()
-    children = Children(settings, config_file=config_file)
+    # The daemon's Dask LocalCluster serves its dashboard on a known local port.
+    dashboard_address = f"127.0.0.1:{free_port(8787)}"
+    children = Children(
+        settings,
+        config_file=config_file,
+        extra_env={"LAMBDA_RT_DASK__DASHBOARD_ADDRESS": dashboard_address},
+    )
     traffic: Traffic | None = None
     try:
         with children:
             url = serving.find_daemon(settings)
             if url:
                 console.print(f"reusing the daemon at {url} (its own batch settings apply)")
+                dashboard_address = settings.dask.dashboard_address
             else:
+                dashboard_address = children.env["LAMBDA_RT_DASK__DASHBOARD_ADDRESS"]
                 port = free_port(settings.serve.port)
                 children.start("serve", "serve", "--no-schedule", "--port", str(port))
             metrics_port = free_port()
@@ -245,27 +362,31 @@ def run_demo(settings: Settings, options: DemoOptions, *, config_file: Path | No
                 f"http://127.0.0.1:{metrics_port}/metrics (log {children.log_path('speed')})"
             )
             poller = Poller(settings, daemon_url=url, metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
+            client = serving.connect(settings, url=url)
+            before = _events_total(client, options.plan.backlog_days)
             demo = _Demo(settings, options, console)
             traffic = Traffic(settings, options.plan, behind=lambda: demo.behind)
             traffic.start()
             demo.watch(traffic, poller, children)
             produced = traffic.sent
             console.print(
-                f"produced {produced:,} events ({traffic.backlog_sent:,} backlog, {traffic.live_sent:,} live)"
+                f"produced {produced:,} events ({traffic.backlog_sent:,} backlog, "
+                f"{traffic.probe_sent:,} capacity probe, {traffic.live_sent:,} live)"
             )
             last = demo.catch_up(poller, produced, children)
             console.print(
                 f"speed layer applied {last.events:,} events, {last.dlq:,} dead letters; "
                 f"ingest inserted {last.ingested or 0:,} rows"
             )
-            client = serving.connect(settings, url=url)
+            dashboard = dask_dashboard(settings, dashboard_address)
             for kind in ("recompute", "tier"):
-                out = _run_job(client, kind, console)
+                out = _run_job(client, kind, console, dashboard)
                 for line in out.get("summaries", []):
                     console.print(line)
             tiers = client.status().get("tiers", {})
             chart = demo.report(client, traffic, tiers)
             console.print(f"[bold]chart[/] written to {chart}")
+            _check_exact(console, before, _events_total(client, options.plan.backlog_days), produced, last)
             _next_steps(console, settings, options, time.monotonic() - t0)
             if options.keep_running:
                 _keep_running(console, poller, children)

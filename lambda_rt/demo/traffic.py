@@ -1,4 +1,4 @@
-"""The demo's traffic: a backlog of past days, then live events with a flash sale.
+"""The demo's traffic: a backlog of past days, a capacity probe, then live events with a flash sale.
 
 :class:`Traffic` runs in a thread and produces to the events topic:
 
@@ -6,16 +6,24 @@
    over the past ``backlog_days`` (up to the start of live traffic), as fast as
    the producer goes. They give the batch layer closed windows to recompute
    and whole past days to move between tiers.
-2. **live** - ``duration_s`` seconds at ``rate`` events/s with event times of
-   "now" (up to 2 s late), except during the flash sale, from
-   ``sale_start`` to ``sale_end`` (fractions of the duration), when the
-   offered rate is ``rate * burst``. The producer sends what it can: on a
-   small machine the achieved burst is lower than offered, and the live view
-   shows both.
+2. **probe** - ``probe_events`` live-like events ("now"), as fast as the
+   producer goes: the demo measures on them what the producer and the speed
+   layer sustain on this machine (:mod:`lambda_rt.demo.capacity`). Backlog
+   events cost the speed layer more (they spread over thousands of minute
+   buckets), so they would understate its live capacity.
+3. **waiting** - until the demo calls :meth:`Traffic.go_live` with the base
+   rate it chose (the requested rate, or less if the machine cannot sustain
+   it; the demo prints why).
+4. **live** - ``duration_s`` seconds at the base rate with event times of
+   "now" (up to 2 s late), except during the flash sale (``sale_s`` seconds
+   from ``sale_start`` of the duration, at most a quarter of it), when the
+   offered rate is ``burst`` times the base. The producer sends what it can;
+   the live view shows the offered and the achieved rate side by side.
 
-So that the demo ends in bounded time on a small machine, the live phase holds
-back while the speed layer is more than ``max_behind`` messages behind (the
-``behind`` callback; the live view says so). Both phases carry
+A safety valve keeps the end of the demo bounded: the live phase holds back
+while the speed layer is more than ``max_behind`` messages behind (the
+``behind`` callback; the demo sets the limit to about a minute of the measured
+capacity, and the live view says when it holds back). Every phase carries
 ``bad_fraction`` malformed messages (they go to the DLQ).
 Pacing is per 50 ms slice (no per-event Python). It does not consume anything.
 """
@@ -25,18 +33,33 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from lambda_rt.clients.kafka import make_producer
 from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_batches
 
-__all__ = ["Traffic", "TrafficPlan"]
+__all__ = ["PRODUCER_OVERRIDES", "Traffic", "TrafficPlan"]
 
 _DAY_MS = 86_400_000
 _SLICE_S = 0.05
 _LIVE_SPAN_MS = 2_000
+
+# Big producer batches. The embedded broker (tansu, durable S3 mode) stores one
+# S3 object per partition per produce batch and serves a consumer a roughly fixed
+# number of objects per second (~30-35/s measured on a loaded 2-core machine,
+# whatever their size), so consumers keep up only when batches are large: with
+# the default 20 ms linger a 50K events/s stream became ~200 small objects/s and
+# the speed layer fell to a few thousand events/s; with 500 ms it keeps pace
+# through a burst. The cost is up to half a second of extra latency.
+PRODUCER_OVERRIDES: dict[str, Any] = {
+    "linger.ms": 500,
+    "batch.num.messages": 200_000,
+    "batch.size": 16_000_000,
+    "message.max.bytes": 16_000_000,
+}
 
 
 @dataclass(frozen=True)
@@ -46,20 +69,24 @@ class TrafficPlan:
     rate: float = 50_000.0
     duration_s: float = 120.0
     burst: float = 5.0
-    sale_start: float = 0.35
-    sale_end: float = 0.75
+    sale_start: float = 0.25
+    sale_s: float = 20.0
     backlog_events: int = 100_000
+    probe_events: int = 300_000
     backlog_days: int = 2
     bad_fraction: float = 0.005
     seed: int = 7
-    max_behind: int = 300_000
+    max_behind: int | None = None  # None: no safety valve
 
-    def offered_rate(self, elapsed_s: float) -> float:
-        """Events/s offered ``elapsed_s`` into the live phase."""
-        return self.rate * self.burst if self.in_sale(elapsed_s) else self.rate
+    @property
+    def sale_window(self) -> tuple[float, float]:
+        """Seconds into the live phase when the sale starts and ends (at most a quarter of it)."""
+        start = self.sale_start * self.duration_s
+        return start, start + min(self.sale_s, 0.25 * self.duration_s)
 
     def in_sale(self, elapsed_s: float) -> bool:
-        return self.sale_start * self.duration_s <= elapsed_s < self.sale_end * self.duration_s
+        lo, hi = self.sale_window
+        return lo <= elapsed_s < hi
 
 
 class Traffic(threading.Thread):
@@ -71,11 +98,16 @@ class Traffic(threading.Thread):
         super().__init__(name="demo-traffic", daemon=True)
         self.settings = settings
         self.plan = plan
+        self.rate = plan.rate  # the base rate in force (go_live may lower it)
         self.behind = behind
         self.holding_back = False
         self.stop_event = threading.Event()
+        self._go = threading.Event()
         self.phase = "starting"
         self.backlog_sent = 0
+        self.probe_sent = 0
+        self.probe_seconds: float | None = None  # producing and acknowledging the probe
+        self.probe_window: tuple[float, float] | None = None  # wall-clock seconds
         self.live_sent = 0
         self.live_started_at: float | None = None  # time.time()
         self.live_ended_at: float | None = None
@@ -84,7 +116,7 @@ class Traffic(threading.Thread):
 
     @property
     def sent(self) -> int:
-        return self.backlog_sent + self.live_sent
+        return self.backlog_sent + self.probe_sent + self.live_sent
 
     @property
     def in_sale(self) -> bool:
@@ -92,12 +124,27 @@ class Traffic(threading.Thread):
             return False
         return self.plan.in_sale(time.time() - self.live_started_at)
 
+    @property
+    def offered_rate(self) -> float:
+        """Events/s the plan offers right now (0 outside the live phase)."""
+        if self.phase != "live":
+            return 0.0
+        return self.rate * self.plan.burst if self.in_sale else self.rate
+
+    def go_live(self, rate: float, max_behind: int | None = None) -> None:
+        """Start the live phase at base ``rate`` (called once the backlog is measured)."""
+        self.rate = rate
+        if max_behind is not None:
+            self.plan = replace(self.plan, max_behind=max_behind)
+        self._go.set()
+
     def stop(self) -> None:
         self.stop_event.set()
+        self._go.set()
 
     def run(self) -> None:
         try:
-            producer = make_producer(self.settings.kafka)
+            producer = make_producer(self.settings.kafka, **PRODUCER_OVERRIDES)
             topic = self.settings.kafka.topic
             now_ms = int(time.time() * 1000)
             if self.plan.backlog_events > 0:
@@ -116,6 +163,24 @@ class Traffic(threading.Thread):
                     self._until_stopped(gen.iter_batches(self.plan.backlog_events, 10_000)),
                     on_progress=self._count_backlog,
                 )
+            if self.plan.probe_events > 0 and not self.stop_event.is_set():
+                self.phase = "probe"
+                gen = EventGenerator(
+                    GeneratorConfig(
+                        seed=self.plan.seed + 2, span_ms=_LIVE_SPAN_MS, bad_fraction=self.plan.bad_fraction
+                    )
+                )
+                started = time.time()
+                report = produce_batches(
+                    producer,
+                    topic,
+                    self._until_stopped(self._now_batches(gen, self.plan.probe_events)),
+                    on_progress=self._count_probe,
+                )
+                self.probe_seconds = report.seconds
+                self.probe_window = (started, time.time())
+            self.phase = "waiting"
+            self._go.wait()
             if not self.stop_event.is_set():
                 self.phase = "live"
                 produce_batches(producer, topic, self._live(), on_progress=self._count_live)
@@ -129,6 +194,19 @@ class Traffic(threading.Thread):
 
     def _count_backlog(self, n: int) -> None:
         self.backlog_sent += n
+
+    def _count_probe(self, n: int) -> None:
+        self.probe_sent += n
+
+    @staticmethod
+    def _now_batches(gen: EventGenerator, total: int) -> Iterator[list[tuple[bytes, bytes]]]:
+        """``total`` events with event times of "now", in batches of 10,000."""
+        left = total
+        while left > 0:
+            gen.end_ms = int(time.time() * 1000)
+            n = min(10_000, left)
+            left -= n
+            yield gen.batch(n)
 
     def _count_live(self, n: int) -> None:
         self.live_sent += n
@@ -149,25 +227,24 @@ class Traffic(threading.Thread):
         )
         start = time.time()
         self.live_started_at = start
+        lo, hi = plan.sale_window
         due = 0.0  # seconds after start at which the next slice may go
         while not self.stop_event.is_set():
             elapsed = time.time() - start
             if elapsed >= plan.duration_s:
                 break
             if plan.in_sale(elapsed) and self.sale_window is None:
-                self.sale_window = (
-                    start + plan.sale_start * plan.duration_s,
-                    start + plan.sale_end * plan.duration_s,
-                )
+                self.sale_window = (start + lo, start + hi)
             if due > elapsed:
                 time.sleep(min(due - elapsed, _SLICE_S))
                 continue
-            self.holding_back = self.behind is not None and self.behind() > plan.max_behind
+            limit = plan.max_behind
+            self.holding_back = limit is not None and self.behind is not None and self.behind() > limit
             if self.holding_back:
                 time.sleep(_SLICE_S)
                 due = elapsed
                 continue
-            rate = plan.offered_rate(elapsed)
+            rate = self.rate * plan.burst if plan.in_sale(elapsed) else self.rate
             n = max(1, int(rate * _SLICE_S))
             # Event times are "now": the generator draws them from the 2 s before end_ms.
             gen.end_ms = int(time.time() * 1000)
