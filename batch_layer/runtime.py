@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from batch_layer.errors import JobOverlapError
 from lambda_rt.config import Settings
@@ -47,14 +48,29 @@ def dask_client(settings: Settings, *, quiet: bool = False) -> Iterator[object]:
         threads_per_worker=settings.dask.threads_per_worker,
         processes=settings.dask.processes,
         dashboard_address=settings.dask.dashboard_address,
+        # in-process workers serve /metrics too: same interface as the dashboard
+        worker_dashboard_address=settings.dask.dashboard_address.rpartition(":")[0] + ":0",
     )
     try:
         with Client(cluster) as client:
             if not quiet:
-                print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+                print(f"dask dashboard: {_dashboard_link(settings, client)}", file=sys.stderr)
             yield client
     finally:
         cluster.close()
+
+
+def _dashboard_link(settings: Settings, client: Any) -> str:
+    """The dashboard's URL on the interface it listens on.
+
+    ``client.dashboard_link`` names the machine's external address, which is
+    dead when the dashboard listens on 127.0.0.1 (the default).
+    """
+    port = client.scheduler_info().get("services", {}).get("dashboard")
+    if port is None:
+        return "none (bokeh is not installed)"
+    host = settings.dask.dashboard_address.rpartition(":")[0] or "127.0.0.1"
+    return f"http://{host}:{port}/status"
 
 
 _LOCKS: dict[str, threading.Lock] = {}

@@ -123,9 +123,10 @@ class DaskSettings(_Section):
     # then pushed down to the in-process ClickHouse engine; True = worker processes,
     # which get partitions exported as Arrow (as remote workers do).
     processes: bool = False
-    # Where a LocalCluster serves its dashboard (needs bokeh): ":0" any free port;
-    # "127.0.0.1:8787" a fixed local one (the demo sets one to print its address).
-    dashboard_address: str = ":0"
+    # Where a LocalCluster serves its dashboard (needs bokeh): "127.0.0.1:0" a free local
+    # port; "127.0.0.1:8787" a fixed one (the demo sets one to print its address);
+    # ":8787" every interface (the dashboard has no authentication).
+    dashboard_address: str = "127.0.0.1:0"
 
 
 class SpeedSettings(_Section):

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-
-import pytest
-
 from lambda_rt.config import load_settings
 from lambda_rt.demo.processes import dask_dashboard
 
 
-@pytest.mark.skipif(importlib.util.find_spec("bokeh") is None, reason="bokeh is a dependency")
 def test_a_fixed_local_address_gives_a_link() -> None:
     settings = load_settings()
     assert dask_dashboard(settings, "127.0.0.1:8787").endswith("http://127.0.0.1:8787/status")
