@@ -13,6 +13,7 @@ returns. It does not start any server of the stack.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -119,13 +120,45 @@ class SpeedPipeline:
         """Run until stopped or idle; returns what was done."""
         t0 = time.monotonic()
         try:
-            asyncio.run(self._run())
+            with _gc_for_batches(self.settings.speed.batch_size):
+                asyncio.run(self._run())
         finally:
             self.writer.close()
             self.producer.flush(10)
             self.redis.close()
         self.report.seconds = time.monotonic() - t0
         return self.report
+
+
+@contextmanager
+def _gc_for_batches(batch_size: int) -> Iterator[None]:
+    """Tune the cyclic GC for the run: young collections per batch, not mid-batch.
+
+    Each ``consume()`` allocates one GC-tracked Message per message. With the
+    default threshold (700 net allocations) young collections run in the
+    middle of that burst, find the Messages alive and promote them, and every
+    few batches a full collection walks the whole heap (~100K startup
+    objects): a pause of 50-150 ms in the hot path, straight into
+    event-to-visible latency (measured at 5,000-message batches: ~460 young
+    and 4 full collections per 300K events, against 3 and none with this).
+    The Messages die by refcount as soon as their columns are read, so a
+    young threshold above two batches lets them go uncollected; the objects
+    alive at start are frozen out of full collections. Both are undone at the
+    end, so a process that runs the pipeline several times is left as it was.
+    """
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(max(before[0], min(2 * batch_size, _GC_YOUNG_MAX)), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
+_GC_YOUNG_MAX = 200_000
+"""Cap of the young-generation threshold: a collection scans at most this many objects."""
 
 
 @contextmanager
