@@ -40,6 +40,7 @@ from tests.chaos.harness import (
     kill9,
     private_stack,
     produce_in_background,
+    record,
     record_check,
     size,
     speed_process,
@@ -284,10 +285,10 @@ def test_redis_lost_speed_layer_rebuilds_exactly(isolated: Any) -> None:
 def test_redis_lost_serving_reports_holes_instead_of_wrong_numbers(isolated: Any) -> None:
     """While the speed view is rebuilt (``meta.rebuilding = 1``), serving must report a hole.
 
-    Known bug (serving side, owned by serving): serving does not read the
-    rebuild flag of the state contract (``speed_layer.keys``), so mid-rebuild it
-    answers with the not-yet-replayed part missing and no hole. The speed side
-    is covered by ``test_redis_lost_speed_layer_rebuilds_exactly``.
+    Formerly a known bug: serving did not read the rebuild flag of the state
+    contract (``speed_layer.keys``), so mid-rebuild it answered with the
+    not-yet-replayed part missing and no hole. The speed side is covered by
+    ``test_redis_lost_speed_layer_rebuilds_exactly``.
     """
     from speed_layer.state import SpeedState
 
@@ -308,5 +309,12 @@ def test_redis_lost_serving_reports_holes_instead_of_wrong_numbers(isolated: Any
     with serving.LocalClient(isolated.settings) as client:
         res = client.query_result("events", "store_id,event_type", start, end, "minute")
         coverage = res.coverage.to_dict()
+    record(
+        "redis_lost_holes",
+        runs=1,
+        produced=len(values),
+        holes_reported=len(coverage["holes"]),
+        exact_claimed=bool(coverage.get("exact", True)),
+    )
     assert coverage["holes"], f"serving reported no hole while the speed view is rebuilding: {coverage}"
     assert not coverage.get("exact", True)
