@@ -114,22 +114,59 @@ def wait_until(
     raise ServiceStartError(f"{service} did not answer within {timeout_s:.0f} s; see its log: {log_file}")
 
 
+def _exiting(pid: int) -> bool:
+    """True while ``pid`` is exiting but may still hold its files, hence its ports.
+
+    The kernel releases a process's memory (``/proc/PID/exe`` stops resolving,
+    so :func:`running_pid` no longer names it) before it closes its files, and
+    a multithreaded server's main thread shows as a zombie while its other
+    threads still exit; restarting it in that window finds its ports taken.
+    A child of ours is done when it is reaped; any other pid when no thread of
+    it runs without a binary (a recycled pid has one).
+    """
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.readlink(f"/proc/{pid}/exe")
+        return False
+    except OSError:
+        pass
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    return any(_state(f"/proc/{pid}/task/{tid}/stat") not in ("Z", "X", "") for tid in tids)
+
+
+def _state(stat_path: str) -> str:
+    """The state letter of a ``/proc/.../stat`` file ("" if it is gone)."""
+    try:
+        return Path(stat_path).read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def stop(pid_file: Path, executable: str, *, timeout_s: float = 15.0) -> bool:
-    """SIGTERM the recorded process, SIGKILL it after ``timeout_s``; True if it ran."""
+    """SIGTERM the recorded process, SIGKILL it after ``timeout_s``; True if it ran.
+
+    Returns once the process has fully exited, so its ports are free again.
+    """
     pid = running_pid(pid_file, executable)
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and running_pid(pid_file, executable):
-        _reap(pid)
+    while time.monotonic() < deadline and (running_pid(pid_file, executable) or _exiting(pid)):
         time.sleep(0.05)
     if running_pid(pid_file, executable):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-        _reap(pid)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _exiting(pid):
+        time.sleep(0.05)
+    _reap(pid)
     pid_file.unlink(missing_ok=True)
     return True
 

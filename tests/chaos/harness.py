@@ -20,8 +20,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,12 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from lambda_rt.clients.kafka import make_producer
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
 from lambda_rt.dlq import read_dead_letters
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
+from lambda_rt.producing import produce_batches
 from lambda_rt.stack import launcher
 from lambda_rt.testing import oracle_frame, oracle_metrics, oracle_rejects
 from speed_layer.keys import SpeedKeys
@@ -44,12 +47,17 @@ __all__ = [
     "Daemon",
     "MergedCheck",
     "applied_total",
+    "batch_catch_up",
     "check_dlq",
     "check_merged",
+    "check_served",
+    "chunked",
     "generate",
     "handles_sigterm",
     "private_stack",
+    "produce_in_background",
     "record",
+    "record_check",
     "size",
     "speed_process",
     "terminate_cleanly",
@@ -103,6 +111,44 @@ def record(scenario: str, **figures: Any) -> dict[str, Any]:
         with open(out, "a", encoding="utf-8") as fh:
             fh.write(text + "\n")
     return line
+
+
+def record_check(
+    scenario: str, check: MergedCheck, dlq: tuple[int, int] | None = None, **figures: Any
+) -> dict[str, Any]:
+    """:func:`record` with the figures every scenario reports from its merged check and DLQ."""
+    if dlq is not None:
+        figures = {"dlq_expected": dlq[0], "dlq_found": dlq[1], **figures}
+    return record(
+        scenario,
+        produced=check.produced,
+        valid=check.valid,
+        lost=check.lost,
+        double_counted=check.doubled,
+        mismatched_metrics=sorted(check.mismatches),
+        **figures,
+    )
+
+
+def chunked(values: list[bytes], n: int) -> list[list[bytes]]:
+    """``values`` in consecutive chunks of ``n``."""
+    return [values[i : i + n] for i in range(0, len(values), n)]
+
+
+def produce_in_background(
+    settings: Settings, chunks: Sequence[list[bytes]], pause_s: float
+) -> threading.Thread:
+    """Produce each chunk to the events topic, ``pause_s`` apart, in a daemon thread (started)."""
+    producer = make_producer(settings.kafka)
+
+    def run() -> None:
+        for chunk in chunks:
+            produce_batches(producer, settings.kafka.topic, [[(b"k", v) for v in chunk]])
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.2) -> float:
@@ -183,6 +229,20 @@ class MergedCheck:
     def exact(self) -> bool:
         return not self.lost and not self.doubled and not self.mismatches
 
+    def __add__(self, other: MergedCheck) -> MergedCheck:
+        """Two checks over disjoint traffic (e.g. two time ranges) as one."""
+        mismatches = dict(self.mismatches)
+        for metric, rows in other.mismatches.items():
+            mismatches[metric] = mismatches.get(metric, 0) + rows
+        return MergedCheck(
+            produced=self.produced + other.produced,
+            valid=self.valid + other.valid,
+            lost=self.lost + other.lost,
+            doubled=self.doubled + other.doubled,
+            mismatches=mismatches,
+            holes=self.holes + other.holes,
+        )
+
 
 def _compare(got: pd.DataFrame, want: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
     g = got[[*keys, "value"]].copy()
@@ -237,6 +297,39 @@ def check_merged(
         if coverage is not None:
             out.holes = coverage()
     return out
+
+
+def check_served(
+    settings: Settings, values: list[bytes], now_ms: int, *, start: str, end: str, granularity: str = "minute"
+) -> MergedCheck:
+    """:func:`check_merged` through an in-process serving client on ``settings``."""
+    import serving
+
+    with serving.LocalClient(settings) as client:
+        return check_merged(client.query, values, now_ms, start=start, end=end, granularity=granularity)
+
+
+def batch_catch_up(settings: Settings, now_ms: int) -> Settings:
+    """Ingest everything, then recompute an hour past ``now_ms`` with no lateness allowance.
+
+    Returns the settings the recompute ran with (serving must read the same views).
+    """
+    from datetime import UTC, datetime
+
+    from batch_layer.ingest import Ingestor
+    from batch_layer.recompute import run_recompute
+    from lambda_rt.clients.clickhouse import open_clickhouse
+
+    client = open_clickhouse(settings)
+    Ingestor(settings, client).run(until_idle_s=3.0)
+    settings = settings.model_copy(
+        update={
+            "batch": settings.batch.model_copy(update={"allowed_lateness_s": 0}),
+            "dask": settings.dask.model_copy(update={"processes": False}),
+        }
+    )
+    run_recompute(settings, client, now=datetime.fromtimestamp(now_ms / 1000 + 3600, tz=UTC))
+    return settings
 
 
 def check_dlq(settings: Settings, values: list[bytes], now_ms: int) -> tuple[int, int]:

@@ -28,8 +28,10 @@ from tests.chaos.harness import (
     Daemon,
     check_dlq,
     check_merged,
+    chunked,
     generate,
-    record,
+    produce_in_background,
+    record_check,
     size,
     speed_process,
     wait_until,
@@ -56,15 +58,7 @@ def test_kill_9_daemon_during_ingest_and_recompute(isolated: Any) -> None:
     state = isolated.settings.state_dir
     rng = random.Random(8)
     speed = speed_process(isolated.env, idle_s=6)
-    chunks = [values[i : i + 2000] for i in range(0, n, 2000)]
-
-    def traffic() -> None:
-        for c in chunks:
-            _produce(isolated.settings, c)
-            time.sleep(0.3)
-
-    prod = threading.Thread(target=traffic, daemon=True)
-    prod.start()
+    prod = produce_in_background(isolated.settings, chunked(values, 2000), 0.3)
     daemon = Daemon(env, state)
     kills = 0
     resume: list[float] = []
@@ -98,19 +92,14 @@ def test_kill_9_daemon_during_ingest_and_recompute(isolated: Any) -> None:
         layers = [x["layer"] for x in daemon.last_coverage["ranges"]]
     finally:
         daemon.stop()
-    expected, found = check_dlq(isolated.settings, values, now)
-    record(
+    dlq = check_dlq(isolated.settings, values, now)
+    record_check(
         "daemon_kill9_ingest_recompute",
+        result,
+        dlq,
         runs=kills,
         ingest_kills=ingest_kills,
         recompute_kills=recompute_kills,
-        produced=n,
-        valid=result.valid,
-        lost=result.lost,
-        double_counted=result.doubled,
-        mismatched_metrics=sorted(result.mismatches),
-        dlq_expected=expected,
-        dlq_found=found,
         layers=layers,
         daemon_restart_s_max=round(max(resume), 1),
         recovery_s=round(ingest_recovery, 1),
@@ -185,15 +174,11 @@ def test_kill_9_daemon_at_every_step_of_a_tier_move(isolated: Any) -> None:
         layers = [x["layer"] for x in daemon.last_coverage["ranges"]]
     finally:
         daemon.stop()
-    record(
+    record_check(
         "daemon_kill9_tier_steps",
+        result,
         runs=crashes,
         steps=[f"hot->warm:{s}" for s in hot_steps] + [f"warm->cold:{s}" for s in cold_steps],
-        produced=n,
-        valid=result.valid,
-        lost=result.lost,
-        double_counted=result.doubled,
-        mismatched_metrics=sorted(result.mismatches),
         cold_days=status["tiers"].get("cold", {}).get("days", 0),
         recovery_s=round(max(rec1, rec2), 1),
     )

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-import serving
 from lambda_rt.clients.kafka import make_producer
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.producing import produce_batches
@@ -24,12 +23,16 @@ from serving.spec import format_ts
 from speed_layer.keys import SpeedKeys
 from tests.chaos.harness import (
     FULL,
+    MergedCheck,
     applied_total,
+    batch_catch_up,
     check_dlq,
-    check_merged,
+    check_served,
+    chunked,
     generate,
     kill9,
-    record,
+    produce_in_background,
+    record_check,
     size,
     speed_process,
     terminate_cleanly,
@@ -41,27 +44,11 @@ pytestmark = pytest.mark.chaos
 SESSION_S = 6.0  # speed.session_timeout_ms: a killed member's partitions move after it
 
 
-def _producer_thread(settings: Any, chunks: list[list[bytes]], pause_s: float) -> threading.Thread:
-    producer = make_producer(settings.kafka)
-
-    def run() -> None:
-        for chunk in chunks:
-            produce_batches(producer, settings.kafka.topic, [[(b"k", v) for v in chunk]])
-            time.sleep(pause_s)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
-
-
-def _merged(settings: Any, values: list[bytes], now: int) -> Any:
-    start, end = format_ts(now - 30 * 60_000), format_ts(now + 10 * 60_000)
-    with serving.LocalClient(settings) as client:
-
-        def query(metric: str, by: str | None, s: str, e: str, g: str) -> Any:
-            return client.query(metric, by, s, e, g)
-
-        return check_merged(query, values, now, start=start, end=end)
+def _merged(settings: Any, values: list[bytes], now: int) -> MergedCheck:
+    """The merged answer over the last 30 minutes (all generated traffic) vs the oracle."""
+    return check_served(
+        settings, values, now, start=format_ts(now - 30 * 60_000), end=format_ts(now + 10 * 60_000)
+    )
 
 
 def _finish(env: dict[str, str], settings: Any, produced: int, since: float) -> float:
@@ -78,11 +65,10 @@ def test_kill_9_speed_processes_at_random_moments(isolated: Any) -> None:
     n = size(8_000, 200_000)
     now = int(time.time() * 1000)
     values = generate(n, seed=71)
-    chunk = max(1, n // (kills_wanted * 4))
-    chunks = [values[i : i + chunk] for i in range(0, n, chunk)]
+    chunks = chunked(values, max(1, n // (kills_wanted * 4)))
     # traffic spans the whole kill loop (a restart needs the dead member's session to expire)
     pause = (kills_wanted * (SESSION_S + 3.0)) / len(chunks)
-    prod = _producer_thread(isolated.settings, chunks, pause)
+    prod = produce_in_background(isolated.settings, chunks, pause)
     rng = random.Random(7)
     resume_s: list[float] = []
     kills = 0
@@ -107,17 +93,12 @@ def test_kill_9_speed_processes_at_random_moments(isolated: Any) -> None:
     prod.join(300)
     recovery = _finish(isolated.env, isolated.settings, n, killed_at)
     result = _merged(isolated.settings, values, now)
-    expected, found = check_dlq(isolated.settings, values, now)
-    record(
+    dlq = check_dlq(isolated.settings, values, now)
+    record_check(
         "speed_kill9",
+        result,
+        dlq,
         runs=kills,
-        produced=n,
-        valid=result.valid,
-        lost=result.lost,
-        double_counted=result.doubled,
-        mismatched_metrics=sorted(result.mismatches),
-        dlq_expected=expected,
-        dlq_found=found,
         resume_s_max=round(max(resume_s), 1),
         recovery_s=round(recovery, 1),
     )
@@ -130,8 +111,8 @@ def test_rebalance_add_and_remove_speed_processes(isolated: Any) -> None:
     n = size(12_000, 120_000)
     now = int(time.time() * 1000)
     values = generate(n, seed=72)
-    chunks = [values[i : i + 1000] for i in range(0, n, 1000)]
-    prod = _producer_thread(isolated.settings, chunks, (cycles * 2.5 * SESSION_S) / len(chunks))
+    chunks = chunked(values, 1000)
+    prod = produce_in_background(isolated.settings, chunks, (cycles * 2.5 * SESSION_S) / len(chunks))
     first = speed_process(isolated.env)
     rebalances = 0
     for _ in range(cycles):
@@ -148,50 +129,59 @@ def test_rebalance_add_and_remove_speed_processes(isolated: Any) -> None:
     first.terminate()
     assert first.wait(60) == 0
     result = _merged(isolated.settings, values, now)
-    expected, found = check_dlq(isolated.settings, values, now)
-    record(
+    dlq = check_dlq(isolated.settings, values, now)
+    record_check(
         "speed_rebalance",
+        result,
+        dlq,
         runs=rebalances,
-        produced=n,
-        valid=result.valid,
-        lost=result.lost,
-        double_counted=result.doubled,
-        mismatched_metrics=sorted(result.mismatches),
-        dlq_expected=expected,
-        dlq_found=found,
         recovery_s=round(recovery, 1),
     )
     assert result.exact, result
 
 
 def _rate_producer(settings: Any, phases: Sequence[tuple[float, float]], values: list[bytes]) -> Any:
-    """Produce ``values`` in phases of (seconds, rate) in a thread; ``sent[0]`` counts acks queued."""
+    """Produce ``values`` in phases of (seconds, rate) in a thread.
+
+    ``sent[0]`` counts messages queued; ``errors`` holds what stopped the thread
+    (a broker that does not acknowledge in time), so the test fails with it.
+    """
     producer = make_producer(settings.kafka)
     sent = [0]
+    errors: list[str] = []
 
     def progress(k: int) -> None:
         sent[0] += k
 
     def run() -> None:
         pos = 0
-        for seconds, rate in phases:
-            part = values[pos : pos + int(seconds * rate)]
-            pos += len(part)
-            batches = [[(b"k", v) for v in part[i : i + 500]] for i in range(0, len(part), 500)]
-            produce_batches(producer, settings.kafka.topic, batches, rate=rate, on_progress=progress)
+        try:
+            for seconds, rate in phases:
+                part = values[pos : pos + int(seconds * rate)]
+                pos += len(part)
+                batches = [[(b"k", v) for v in part[i : i + 500]] for i in range(0, len(part), 500)]
+                produce_batches(producer, settings.kafka.topic, batches, rate=rate, on_progress=progress)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    return t, sent
+    return t, sent, errors
+
+
+# Full form: 1,000/s sustained, 10,000/s for a minute (640,000 messages). At
+# 3,000/s (1.92M messages) the broker + speed layer of the shared 2-core dev
+# machine did not drain within 9 minutes (fetch stalls of the S3-backed broker).
+BURST_BASE = size(600, 1_000)
+DRAIN_S = size(180, 600)
 
 
 @pytest.mark.chaos_full
+@pytest.mark.timeout(1800)
 def test_burst_at_10x_lag_recovers_shedding_only_touches_speed(isolated: Any) -> None:
     """Sustained rate, a 10x burst, sustained again; page views shed under lag (speed only)."""
-    from batch_layer.ingest import Ingestor
-    from lambda_rt.clients.clickhouse import open_clickhouse
+    base = BURST_BASE
 
-    base = size(600, 3_000)
     burst_s = size(6, 60)
     phases = [(size(3, 20), base), (burst_s, base * 10), (size(4, 20), base)]
     n = int(sum(s * r for s, r in phases))
@@ -206,12 +196,13 @@ def test_burst_at_10x_lag_recovers_shedding_only_touches_speed(isolated: Any) ->
     proc = speed_process(env)
     wait_until(lambda: proc.poll() is None, 5, "speed start")
     time.sleep(SESSION_S)  # joined before the traffic starts
-    thread, sent = _rate_producer(isolated.settings, phases, values)
+    thread, sent, produce_errors = _rate_producer(isolated.settings, phases, values)
     lag_peak = 0
     burst_end = int(phases[0][0] * phases[0][1] + phases[1][0] * phases[1][1])
     burst_done_at: float | None = None
     lag_recovered_s: float | None = None
     while thread.is_alive() or lag_recovered_s is None:
+        assert not produce_errors, produce_errors
         time.sleep(0.25)
         applied = applied_total(isolated.settings)
         lag_peak = max(lag_peak, sent[0] - applied)
@@ -219,12 +210,13 @@ def test_burst_at_10x_lag_recovers_shedding_only_touches_speed(isolated: Any) ->
             burst_done_at = time.monotonic()
         if burst_done_at is not None and lag_recovered_s is None and applied >= burst_end:
             lag_recovered_s = time.monotonic() - burst_done_at
-        if burst_done_at is not None and time.monotonic() - burst_done_at > 300:
+        if burst_done_at is not None and time.monotonic() - burst_done_at > DRAIN_S:
             break
     thread.join(60)
+    assert not produce_errors, produce_errors
     assert sent[0] == n
     t0 = time.monotonic()
-    wait_until(lambda: applied_total(isolated.settings) >= n, 180, "the speed layer to recover")
+    wait_until(lambda: applied_total(isolated.settings) >= n, DRAIN_S, "the speed layer to recover")
     recovery = time.monotonic() - t0
     proc.terminate()
     _, err = proc.communicate(timeout=60)
@@ -234,31 +226,14 @@ def test_burst_at_10x_lag_recovers_shedding_only_touches_speed(isolated: Any) ->
     speed_events = int(meta.get(b"events", 0))
 
     # the batch path gets everything: ingest, then a recompute past the last event
-    from datetime import UTC, datetime
-
-    from batch_layer.recompute import run_recompute
-
-    client = open_clickhouse(isolated.settings)
-    Ingestor(isolated.settings, client).run(until_idle_s=3.0)
-    settings = isolated.settings.model_copy(
-        update={
-            "batch": isolated.settings.batch.model_copy(update={"allowed_lateness_s": 0}),
-            "dask": isolated.settings.dask.model_copy(update={"processes": False}),
-        }
-    )
-    run_recompute(settings, client, now=datetime.fromtimestamp(now / 1000 + 3600, tz=UTC))
+    settings = batch_catch_up(isolated.settings, now)
     result = _merged(settings, values, now)
-    expected, found = check_dlq(isolated.settings, values, now)
-    record(
+    dlq = check_dlq(isolated.settings, values, now)
+    record_check(
         "burst_10x",
+        result,
+        dlq,
         runs=1,
-        produced=n,
-        valid=result.valid,
-        lost=result.lost,
-        double_counted=result.doubled,
-        mismatched_metrics=sorted(result.mismatches),
-        dlq_expected=expected,
-        dlq_found=found,
         rates=[r for _, r in phases],
         burst_s=burst_s,
         shed_on_speed_path=shed,

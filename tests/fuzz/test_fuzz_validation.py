@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -167,9 +169,28 @@ def _event_like(draw: Any) -> bytes:
     return json.dumps(base).encode()
 
 
+_PROPERTY = {"examples": 0, "inputs": 0}  # what hypothesis generated (shrinking included)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _property_summary() -> Iterator[None]:
+    """The property test's CHAOS-SUMMARY line, once the module is done."""
+    yield
+    if _PROPERTY["examples"]:
+        record(
+            "fuzz_property",
+            runs=1,
+            examples=_PROPERTY["examples"],
+            inputs_tried=_PROPERTY["inputs"],
+            max_examples=size(100, 1500),
+        )
+
+
 @settings(max_examples=size(100, 1500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(st.binary(max_size=80), _event_like()), min_size=1, max_size=30))
 def test_property_validator_agrees_with_the_oracle(values: list[bytes]) -> None:
+    _PROPERTY["examples"] += 1
+    _PROPERTY["inputs"] += len(values)
     vb = validate_batch(values, now_ms=NOW, window=TimeWindow())
     got = [(int(r.index), str(getattr(r.reason, "value", r.reason))) for r in vb.rejects]
     assert got == oracle_rejects(values, now_ms=NOW)
