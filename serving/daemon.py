@@ -47,6 +47,11 @@ class Daemon:
         self.settings = settings
         self.stop = threading.Event()
         self.engine = QueryEngine(settings)  # opens (and so locks) the embedded engine first
+        # tables exist before the API answers: a query racing the ingest thread's CREATE TABLEs
+        # on a fresh engine was seen to answer 500
+        from batch_layer.tables import ensure_tables
+
+        ensure_tables(self.engine.clickhouse)
         self._threads: list[threading.Thread] = []
         self._ingest_on = ingest
         self._schedule_on = schedule

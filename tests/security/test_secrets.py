@@ -167,9 +167,8 @@ def test_bad_parameters_and_config_are_one_line_never_a_traceback(
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
-@pytest.mark.known_bug
 def test_cli_query_through_a_fresh_daemon_with_the_token_answers(isolated: Any) -> None:
-    """Known bug (reported): a fresh daemon (nothing ingested yet) answers /query with 500."""
+    """A fresh daemon (nothing ingested yet) answers: it once answered /query with 500."""
     token = "t0ken-" + os.urandom(8).hex()
     env = {**isolated.env, "LAMBDA_RT_SERVE__TOKEN": token}
     daemon = Daemon(env, isolated.settings.state_dir)
