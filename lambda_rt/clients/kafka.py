@@ -50,6 +50,10 @@ def make_consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> C
         "heartbeat.interval.ms": max(500, settings.session_timeout_ms // 4),
         "fetch.wait.max.ms": settings.fetch_wait_max_ms,
         "partition.assignment.strategy": "cooperative-sticky",
+        # keep fetching until 1M messages per partition are queued (memory stays bounded by
+        # queued.max.messages.kbytes, 64 MB): at the default 100K a Python consumer of this
+        # broker read 185-220K msgs/s, with 1M 550-860K msgs/s (same topic, same run)
+        "queued.min.messages": 1_000_000,
     }
     conf.update(overrides)
     return Consumer(conf)
