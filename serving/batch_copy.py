@@ -44,8 +44,9 @@ import numpy as np
 
 from batch_layer import views
 from lambda_rt.clients.clickhouse import Client
+from serving.batch_view import dim_columns_sql
 from serving.plan import Piece
-from serving.speed_view import EVENT_TYPE_NAMES, Columns, empty_columns
+from serving.speed_view import Columns, empty_columns
 
 __all__ = ["CHUNK_OVERHEAD_ROWS", "DAY_MS", "MAX_DAYS", "BatchCopy", "chunk_load_sql"]
 
@@ -78,12 +79,7 @@ def chunk_load_sql(metric: str, by: tuple[str, ...], chunks: list[tuple[str, int
         for g, a, b in _runs(chunks)
     )
     cols = ["toInt8(granularity) AS g", "toInt64(toUInt32(bucket)) * 1000 AS bucket_ms"]
-    for d in dims:
-        if d == "event_type":
-            names = ", ".join(f"'{t}'" for t in EVENT_TYPE_NAMES)
-            cols.append(f"toInt64(indexOf([{names}], event_type)) - 1 AS event_type")
-        else:
-            cols.append(f"toInt64({d}) AS {d}")
+    cols += dim_columns_sql(dims)
     cols.append(f"toInt64({column}) AS value")
     return (
         f"SELECT {', '.join(cols)} FROM {table} WHERE {where} AND ({ranges}) "

@@ -30,7 +30,7 @@ from lambda_rt.clients.clickhouse import Client
 from serving.plan import Piece
 from serving.speed_view import EVENT_TYPE_NAMES, Columns, empty_columns
 
-__all__ = ["BatchState", "BatchStateReader", "batch_pieces_sql", "read_batch_pieces"]
+__all__ = ["BatchState", "BatchStateReader", "batch_pieces_sql", "dim_columns_sql", "read_batch_pieces"]
 
 _TABLES = (views.BATCH_STATE, views.BATCH_METRICS, views.BATCH_INVENTORY)
 
@@ -102,6 +102,18 @@ class BatchStateReader:
             return state
 
 
+def dim_columns_sql(dims: tuple[str, ...]) -> list[str]:
+    """Select expressions of ``dims`` as Int64 (``event_type`` as its code in EVENT_TYPE_NAMES)."""
+    cols = []
+    for d in dims:
+        if d == "event_type":
+            names = ", ".join(f"'{t}'" for t in EVENT_TYPE_NAMES)
+            cols.append(f"toInt64(indexOf([{names}], event_type)) - 1 AS event_type")
+        else:
+            cols.append(f"toInt64({d}) AS {d}")
+    return cols
+
+
 def batch_pieces_sql(pieces: list[Piece], metric: str, by: tuple[str, ...], width_ms: int) -> str:
     """One query for every batch piece: rows already mapped to and summed per target bucket.
 
@@ -117,12 +129,7 @@ def batch_pieces_sql(pieces: list[Piece], metric: str, by: tuple[str, ...], widt
         for p in pieces
     )
     cols = [f"toInt64(intDiv(toUInt32(bucket), {width_s}) * {width_s}) * 1000 AS bucket_ms"]
-    for d in by:
-        if d == "event_type":
-            names = ", ".join(f"'{t}'" for t in EVENT_TYPE_NAMES)
-            cols.append(f"toInt64(indexOf([{names}], event_type)) - 1 AS event_type")
-        else:
-            cols.append(f"toInt64({d}) AS {d}")
+    cols += dim_columns_sql(by)
     if metric == "inventory_delta" and "product_id" in by:
         table, where, column = views.BATCH_INVENTORY, "inventory_delta != 0", "inventory_delta"
     else:
