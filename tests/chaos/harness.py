@@ -332,10 +332,16 @@ def batch_catch_up(settings: Settings, now_ms: int) -> Settings:
     return settings
 
 
-def check_dlq(settings: Settings, values: list[bytes], now_ms: int) -> tuple[int, int]:
-    """(expected, found) dead letters; asserts the DLQ holds exactly the bad messages."""
+def check_dlq(
+    settings: Settings, values: list[bytes], now_ms: int, *, idle_s: float = 2.0
+) -> tuple[int, int]:
+    """(expected, found) dead letters; asserts the DLQ holds exactly the bad messages.
+
+    The DLQ is read until no message came for ``idle_s``: a DLQ written in
+    hundreds of small batches is served slowly by the S3-backed broker.
+    """
     want = sorted((values[i], r) for i, r in oracle_rejects(values, now_ms=now_ms))
-    got = sorted((d.value, d.reason) for d in read_dead_letters(settings.kafka, dedupe=True))
+    got = sorted((d.value, d.reason) for d in read_dead_letters(settings.kafka, idle_s=idle_s, dedupe=True))
     missing = len(set(want) - set(got))
     extra = len(set(got) - set(want))
     assert got == want, f"DLQ differs: {missing} bad messages missing, {extra} unexpected"
