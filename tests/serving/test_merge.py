@@ -8,6 +8,7 @@ so none relies on another having run: each sets the watermark it needs with
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import pandas as pd
 import pytest
@@ -76,6 +77,16 @@ def _compare(res: QueryResult, exp: pd.DataFrame, tolerance: float = 0.0) -> Non
         assert big.empty, f"distinct counts off by more than 3 standard errors:\n{big.head(20)}"
 
 
+def _with_granularities(
+    cases: list[tuple[str, tuple[str, ...]]],
+) -> Iterator[tuple[str, tuple[str, ...], str]]:
+    """Every case at every granularity the speed layer keeps (store distinct counts: hourly up)."""
+    for metric, by in cases:
+        for gran in ("minute", "hour", "day"):
+            if not (metric == "unique_customers" and by == ("store_id",) and gran == "minute"):
+                yield metric, by, gran
+
+
 def test_merge_equals_oracle_across_watermark(world: World) -> None:
     rnd = random.Random(5)
     end = world.now_ms
@@ -95,40 +106,37 @@ def test_merge_equals_oracle_across_watermark(world: World) -> None:
         ("unique_customers", ("event_type",)),
         ("unique_customers", ("store_id",)),
     ]
-    for metric, by in cases:
-        for gran in ("minute", "hour", "day"):
-            if metric == "unique_customers" and by == ("store_id",) and gran == "minute":
-                continue
-            w = GRANULARITY_MS[gran]
-            lo = end - 7 * HOUR_MS + rnd.randrange(0, 2 * HOUR_MS)
-            hi = end - rnd.randrange(0, HOUR_MS)
-            res = engine.query(metric, by, format_ts(lo), format_ts(hi), gran)
-            s, e = lo // w * w, -(-hi // w) * w
-            exp = _expected(world, metric, by, gran, s, e)
-            cov = res.coverage
-            assert cov.batch_through_ms == wm
-            assert not cov.holes
-            if metric == "unique_customers":
-                # buckets wholly before the watermark are exact; the rest within 2%
-                boundary = wm // MIN_MS * MIN_MS
-                bms = res.frame["bucket"].dt.as_unit("ms").astype("int64")
-                before = res.frame[bms + w <= boundary]
-                exp_ms = exp["bucket"].dt.as_unit("ms").astype("int64")
-                exp_before = exp[exp_ms + w <= boundary].reset_index(drop=True)
-                _compare(
-                    QueryResult(res.metric, res.granularity, res.by, before.reset_index(drop=True), cov),
-                    exp_before,
-                )
-                _compare(res, exp, tolerance=0.02)
-                assert cov.exact is False
-            else:
-                _compare(res, exp)
-                assert cov.exact is True
-            layers = [r.layer for r in cov.ranges]
-            if metric == "unique_customers" and gran == "day" and s // DAY_MS == wm // DAY_MS:
-                assert layers == ["speed"]  # a straddling distinct-count bucket is read whole
-            else:
-                assert layers == ["batch", "speed"], (metric, by, gran, cov.ranges)
+    for metric, by, gran in _with_granularities(cases):
+        w = GRANULARITY_MS[gran]
+        lo = end - 7 * HOUR_MS + rnd.randrange(0, 2 * HOUR_MS)
+        hi = end - rnd.randrange(0, HOUR_MS)
+        res = engine.query(metric, by, format_ts(lo), format_ts(hi), gran)
+        s, e = lo // w * w, -(-hi // w) * w
+        exp = _expected(world, metric, by, gran, s, e)
+        cov = res.coverage
+        assert cov.batch_through_ms == wm
+        assert not cov.holes
+        if metric == "unique_customers":
+            # buckets wholly before the watermark are exact; the rest within 2%
+            boundary = wm // MIN_MS * MIN_MS
+            bms = res.frame["bucket"].dt.as_unit("ms").astype("int64")
+            before = res.frame[bms + w <= boundary]
+            exp_ms = exp["bucket"].dt.as_unit("ms").astype("int64")
+            exp_before = exp[exp_ms + w <= boundary].reset_index(drop=True)
+            _compare(
+                QueryResult(res.metric, res.granularity, res.by, before.reset_index(drop=True), cov),
+                exp_before,
+            )
+            _compare(res, exp, tolerance=0.02)
+            assert cov.exact is False
+        else:
+            _compare(res, exp)
+            assert cov.exact is True
+        layers = [r.layer for r in cov.ranges]
+        if metric == "unique_customers" and gran == "day" and s // DAY_MS == wm // DAY_MS:
+            assert layers == ["speed"]  # a straddling distinct-count bucket is read whole
+        else:
+            assert layers == ["batch", "speed"], (metric, by, gran, cov.ranges)
     engine.close()
 
 
@@ -190,17 +198,14 @@ def test_batch_copy_equals_clickhouse_reads(world: World) -> None:
         ("unique_customers", ("event_type",)),
         ("unique_customers", ("store_id",)),
     ]
-    for metric, by in cases:
-        for gran in ("minute", "hour", "day"):
-            if metric == "unique_customers" and by == ("store_id",) and gran == "minute":
-                continue  # not kept by the speed layer
-            lo = wm - rnd.choice([2 * HOUR_MS, 30 * HOUR_MS, 3 * DAY_MS]) + rnd.randrange(0, HOUR_MS)
-            hi = rnd.choice([wm - rnd.randrange(0, HOUR_MS), world.now_ms])
-            args = (metric, by, format_ts(lo), format_ts(hi), gran)
-            reference = direct.query(*args)
-            _same(copy.query(*args), reference)
-            _same(tiny.query(*args), reference)
-            _same(copy.query(*args, use_cache=False), reference)  # the copy reused
+    for metric, by, gran in _with_granularities(cases):
+        lo = wm - rnd.choice([2 * HOUR_MS, 30 * HOUR_MS, 3 * DAY_MS]) + rnd.randrange(0, HOUR_MS)
+        hi = rnd.choice([wm - rnd.randrange(0, HOUR_MS), world.now_ms])
+        args = (metric, by, format_ts(lo), format_ts(hi), gran)
+        reference = direct.query(*args)
+        _same(copy.query(*args), reference)
+        _same(tiny.query(*args), reference)
+        _same(copy.query(*args, use_cache=False), reference)  # the copy reused
     assert copy.batch_copy.loads > 0 and copy.batch_copy.fallbacks == 0
     years = ("orders", ("store_id",), format_ts(wm - 4 * 365 * DAY_MS), format_ts(wm), "day")
     _same(copy.query(*years), direct.query(*years))  # more days than MAX_DAYS: ClickHouse
