@@ -146,6 +146,7 @@ class from_speed_kafka(Source):
         self._partitions_total: int | None = None
         self._batch_size = settings.speed.batch_size
         self._timeout_s = settings.speed.batch_timeout_ms / 1000
+        self._stop_requested = False
         self.drain: Callable[[], object] = lambda: None
         """Waits for the batch in flight downstream and commits it (set by the pipeline)."""
         super().__init__(**kwargs)
@@ -381,9 +382,21 @@ class from_speed_kafka(Source):
             allow_gaps=self._allowed_gaps(partitions, offsets) if self._positioned else {},
         )
 
+    def stop(self) -> None:
+        """Stop after the cycle in hand, even when asked before the loop has started.
+
+        streamz's ``Source.stop`` is a no-op while ``stopped`` still holds its
+        initial True, and the loop then clears it: a SIGTERM arriving between
+        the handler's installation and the first cycle was forgotten and the
+        process ran on (seen in the kill -9 chaos run: the last process,
+        terminated as soon as it started, never exited).
+        """
+        self._stop_requested = True
+        self.stopped = True
+
     async def run_until_stopped(self) -> None:
         """Run the consume loop in the current event loop until :meth:`stop`."""
-        self.stopped = False
+        self.stopped = self._stop_requested
         self.started = True
         try:
             await self.run()

@@ -172,3 +172,24 @@ def test_unique_customers_close_to_exact_per_store_hour(isolated, produce, redis
     for row in by_type.itertuples():
         est = redis_client.pfcount(keys.hll_event_type("m", int(row.bucket.timestamp()), row.event_type))
         assert abs(est - row.value) <= max(3, 0.05 * row.value), (row, est)  # HLL: ~0.8% std error
+
+
+def test_a_stop_asked_before_the_loop_starts_is_kept(isolated, produce):
+    """A SIGTERM that lands between the handler's installation and the first consume() stops the run.
+
+    The kill -9 chaos scenario SIGTERMs its last process as soon as the handler
+    is in place; streamz's own ``stop()`` forgot a stop asked that early and the
+    process consumed on for ever.
+    """
+    import threading
+
+    from speed_layer.pipeline import SpeedPipeline
+
+    now = now_ms()
+    produce(hand_built(500, now))
+    pipeline = SpeedPipeline(isolated.settings)  # no idle limit: only the stop can end it
+    pipeline.stop()
+    done = threading.Event()
+    runner = threading.Thread(target=lambda: (pipeline.run(), done.set()), daemon=True)
+    runner.start()
+    assert done.wait(60), "the pipeline ignored a stop asked before it started"
