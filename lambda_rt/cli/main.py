@@ -7,7 +7,9 @@ import time (ARCHITECTURE.md: dependencies flow one way).
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -59,6 +61,9 @@ serve_commands.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    # `kill -USR1 PID` prints every thread's Python stack to stderr: a hung
+    # daemon or speed process can be diagnosed without a debugger.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     command = typer.main.get_command(app)
     code = run_cli(command, argv if argv is not None else sys.argv[1:])
     if "chdb" in sys.modules:

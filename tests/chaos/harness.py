@@ -197,11 +197,24 @@ def handles_sigterm(pid: int) -> bool:
 
 
 def terminate_cleanly(proc: subprocess.Popen[bytes], timeout_s: float = 60) -> bytes:
-    """SIGTERM once the process handles it; assert a clean exit (0); return its stderr."""
+    """SIGTERM once the process handles it; assert a clean exit (0); return its stderr.
+
+    A process still running ``timeout_s`` later is asked for its thread stacks
+    (``lambda-rt`` dumps them on SIGUSR1), killed, and the failure shows them.
+    """
     wait_until(lambda: proc.poll() is not None or handles_sigterm(proc.pid), timeout_s, "a SIGTERM handler")
     if proc.poll() is None:
         proc.terminate()
-    _, err = proc.communicate(timeout=timeout_s)
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2.0)
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(
+            f"no exit {timeout_s:.0f} s after SIGTERM; its stacks:\n{err.decode(errors='replace')[-6000:]}"
+        ) from None
     assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
     return err
 

@@ -193,3 +193,29 @@ def test_a_stop_asked_before_the_loop_starts_is_kept(isolated, produce):
     runner = threading.Thread(target=lambda: (pipeline.run(), done.set()), daemon=True)
     runner.start()
     assert done.wait(60), "the pipeline ignored a stop asked before it started"
+
+
+def test_sigusr1_dumps_every_thread_and_the_process_runs_on(isolated):
+    """``kill -USR1`` is the operator's stack dump of a stuck process; it must not stop the run."""
+    import signal
+    import time
+
+    from tests.chaos.harness import handles_sigterm, terminate_cleanly, wait_until
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lambda_rt", "speed"],
+        env=isolated.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: handles_sigterm(proc.pid), 60, "the speed loop to start")
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        assert proc.poll() is None, "SIGUSR1 stopped the process"
+        err = terminate_cleanly(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert err.count(b"(most recent call first)") >= 2, err.decode(errors="replace")[-3000:]  # >= 2 threads
+    assert b"speed_layer/pipeline.py" in err
