@@ -111,3 +111,7 @@ class BacklogMeter:
         if dt < MIN_MEASURE_S:
             return None
         return (self.last[1] - self.first[1]) / dt
+
+    def too_fast_to_time(self, target: int) -> bool:
+        """All ``target`` messages were consumed before a rate could be told (a fast speed layer)."""
+        return self.rate() is None and self.last is not None and self.last[1] >= target

@@ -40,7 +40,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lambda_rt.config import Settings, load_settings
-from lambda_rt.demo.capacity import BacklogMeter, RateChoice, choose_rate
+from lambda_rt.demo.capacity import MIN_MEASURE_S, BacklogMeter, RateChoice, choose_rate
 from lambda_rt.demo.chart import Sample, layer_of, revenue_chart
 from lambda_rt.demo.live_view import Poller, Snapshot, render
 from lambda_rt.demo.processes import Children, dask_dashboard, free_port
@@ -186,6 +186,11 @@ class _Demo:
             for name, value in (("speed layer", speed), ("producer", producer))
             if value
         )
+        if not speed and meter.too_fast_to_time(traffic.probe_sent):
+            measured += (
+                f"; the speed layer consumed the whole probe within {MIN_MEASURE_S:g} s "
+                "(too fast to time, so it sets no limit)"
+            )
         live.console.print(
             f"[bold]measured on the capacity probe[/]: {measured or 'nothing (no probe)'}\n"
             f"[bold]live base rate {choice.rate:,.0f} events/s[/]"

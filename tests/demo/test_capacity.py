@@ -52,3 +52,14 @@ def test_flash_sale_is_short_and_inside_the_live_phase() -> None:
     assert plan.in_sale(30) and plan.in_sale(49.9) and not plan.in_sale(50) and not plan.in_sale(29)
     quick = TrafficPlan(duration_s=10, sale_start=0.25, sale_s=20)
     assert quick.sale_window == (2.5, 5.0)  # at most a quarter of the live phase
+
+
+def test_a_probe_consumed_too_fast_to_time_is_told_apart_from_no_progress() -> None:
+    fast = BacklogMeter()
+    fast.add(0.0, 50_000)
+    fast.add(MIN_MEASURE_S / 2, 300_000)
+    assert fast.rate() is None and fast.too_fast_to_time(300_000)
+    stuck = BacklogMeter()
+    stuck.add(0.0, 50_000)  # some progress, then none before the measuring timeout
+    assert stuck.rate() is None and not stuck.too_fast_to_time(300_000)
+    assert not BacklogMeter().too_fast_to_time(300_000)  # no progress at all
