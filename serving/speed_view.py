@@ -19,11 +19,11 @@ pipeline: about half the client-side cost.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import redis
+from redis.commands.core import Script
 
 from lambda_rt.errors import ServiceUnavailableError
 from lambda_rt.events.schema import EVENT_TYPES
@@ -82,24 +82,15 @@ def _int(value: object) -> int | None:
         return None
 
 
-_STATE_SCRIPT = """
+_STATE_SCRIPT = b"""
 local out = {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('GET', KEYS[3])}
 if #KEYS > 3 then out[4] = redis.call('GET', KEYS[4]) end
 return out
 """
-_STATE_SHA = hashlib.sha1(_STATE_SCRIPT.encode()).hexdigest()
-
-
-def _state_replies(client: redis.Redis, names: list[str]) -> list[object]:
-    """The script's replies: ``[offsets pairs, meta pairs, epoch, (watermark)]``.
-
-    ``GET`` of a missing key is ``false`` in Lua, so the reply list never
-    shortens; ``EVAL`` loads the script when the server does not know it yet.
-    """
-    try:
-        return client.execute_command("EVALSHA", _STATE_SHA, len(names), *names)
-    except redis.exceptions.NoScriptError:
-        return client.execute_command("EVAL", _STATE_SCRIPT, len(names), *names)
+# The replies are ``[offsets pairs, meta pairs, epoch, (watermark)]``: ``GET`` of a missing key is
+# ``false`` in Lua, so the list never shortens. Given as bytes, the script needs no client to be
+# hashed; each call names its client, and redis-py loads the script where the server lacks it.
+_STATE = Script(None, _STATE_SCRIPT)
 
 
 def _pairs_of(flat: object) -> list[tuple[bytes, bytes]]:
@@ -113,7 +104,7 @@ def read_speed_state(client: redis.Redis, keys: SpeedKeys, watermark_key: str | 
     if watermark_key:
         names.append(watermark_key)
     try:
-        replies = _state_replies(client, names)
+        replies = _STATE(keys=names, client=client)
     except redis.RedisError as exc:
         raise ServiceUnavailableError(f"Redis (speed view) did not answer: {exc}") from exc
     offsets = {int(k): int(v) for k, v in _pairs_of(replies[0])}
