@@ -200,14 +200,9 @@ def test_sigusr1_dumps_every_thread_and_the_process_runs_on(isolated):
     import signal
     import time
 
-    from tests.chaos.harness import handles_sigterm, terminate_cleanly, wait_until
+    from tests.chaos.harness import handles_sigterm, speed_process, terminate_cleanly, wait_until
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lambda_rt", "speed"],
-        env=isolated.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = speed_process(isolated.env)
     try:
         wait_until(lambda: handles_sigterm(proc.pid), 60, "the speed loop to start")
         proc.send_signal(signal.SIGUSR1)
