@@ -15,7 +15,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from speed_layer.batch import AppliedBatch
+from speed_layer.microbatch import AppliedBatch
 from speed_layer.source import LagTracker
 
 __all__ = ["SpeedMetrics"]

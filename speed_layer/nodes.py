@@ -31,9 +31,9 @@ from streamz import Stream
 from lambda_rt.dlq import DeadLetterWriter
 from lambda_rt.events.validate import TimeWindow, validate_batch
 from speed_layer.aggregate import BatchDelta, aggregate
-from speed_layer.batch import AppliedBatch, CheckedBatch, RawBatch
 from speed_layer.keys import SpeedKeys
 from speed_layer.metrics import SpeedMetrics
+from speed_layer.microbatch import AppliedBatch, CheckedBatch, RawBatch
 from speed_layer.redis_apply import GAP, STALE, BatchApplier
 from speed_layer.source import LagTracker, from_speed_kafka
 

@@ -27,13 +27,13 @@ from lambda_rt.config import Settings
 from lambda_rt.dlq import DeadLetterWriter
 from lambda_rt.events.validate import TimeWindow
 from speed_layer import nodes  # noqa: F401 - registers the operators on Stream
-from speed_layer.batch import AppliedBatch
+from speed_layer.epoch import EpochStore
 from speed_layer.keys import SpeedKeys
 from speed_layer.metrics import SpeedMetrics
+from speed_layer.microbatch import AppliedBatch
 from speed_layer.nodes import LoadShedder
 from speed_layer.redis_apply import BatchApplier
 from speed_layer.source import from_speed_kafka
-from speed_layer.state import SpeedState
 
 __all__ = ["RunReport", "SpeedPipeline", "run_speed"]
 
@@ -83,7 +83,7 @@ class SpeedPipeline:
         applier = BatchApplier(self.redis, self.keys, retention_s=speed.retention_hours * 3600)
         self.source = from_speed_kafka(
             settings,
-            SpeedState(self.redis, self.keys),
+            EpochStore(self.redis, self.keys),
             until_idle_s=until_idle_s,
             asynchronous=True,
         )

@@ -12,7 +12,7 @@ librdkafka's prefetch queue (``queued.max.messages.kbytes``).
 
 Redis is the source of truth (see the state contract in ``speed_layer.keys``).
 On partition assignment the source reads the epoch: if it is missing (first
-start, or the state was lost), it starts a rebuild (:meth:`SpeedState.claim`)
+start, or the state was lost), it starts a rebuild (:meth:`EpochStore.claim`)
 whose replay targets are the group's Kafka commits; then each partition is
 positioned at the next offset Redis holds for it in that epoch, or at the
 beginning of the topic when Redis holds none (never at the Kafka commit,
@@ -28,7 +28,7 @@ longer holds the offsets Redis wants (retention), the first message after the
 positioning says so and the batch carries that gap as accepted.
 
 When a ``consume()`` returns nothing, the source reports its partitions as
-replayed to the rebuild in progress (:meth:`SpeedState.caught_up`). Nothing
+replayed to the rebuild in progress (:meth:`EpochStore.caught_up`). Nothing
 here reads broker high watermarks (this broker reports them wrong): lag is
 computed from our own offsets, see :class:`LagTracker`.
 """
@@ -49,9 +49,9 @@ from streamz import Source, Stream
 from lambda_rt.clients.kafka import make_consumer
 from lambda_rt.config import Settings
 from lambda_rt.idle import idle_wait_s, topic_partition_count
-from speed_layer.batch import RawBatch
+from speed_layer.epoch import UNKNOWN_TARGET, EpochStore
 from speed_layer.errors import SpeedLayerError
-from speed_layer.state import UNKNOWN_TARGET, SpeedState
+from speed_layer.microbatch import RawBatch
 
 __all__ = ["LagTracker", "from_speed_kafka"]
 
@@ -119,7 +119,7 @@ class from_speed_kafka(Source):
     def __init__(
         self,
         settings: Settings,
-        state: SpeedState,
+        state: EpochStore,
         *,
         until_idle_s: float | None = None,
         **kwargs: Any,
