@@ -50,7 +50,7 @@ class from_speed_kafka(Source):
 
     Args:
         settings: the process settings (topic, group, batch size and timeout).
-        state: the speed view's epoch and offsets in Redis.
+        epochs: the speed view's epoch and offsets in Redis (read by the positioning).
         until_idle_s: stop after this long without a message (counted from the
             first partition assignment), or None to run until stopped.
     """
@@ -58,7 +58,7 @@ class from_speed_kafka(Source):
     def __init__(
         self,
         settings: Settings,
-        state: EpochStore,
+        epochs: EpochStore,
         *,
         until_idle_s: float | None = None,
         **kwargs: Any,
@@ -67,7 +67,7 @@ class from_speed_kafka(Source):
         self.topic = settings.kafka.topic
         self.until_idle_s = until_idle_s
         self.lag = LagTracker()
-        self.positioning = Positioning(self.topic, state, self.lag)
+        self.positioning = Positioning(self.topic, epochs, self.lag)
         self.consumer: Consumer | None = None
         self._started_at = time.monotonic()
         self._last_message: float | None = None
