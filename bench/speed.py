@@ -88,7 +88,7 @@ def raw_consume(settings: Settings, n: int, timeout_s: float = 120.0) -> float:
 
 def speed_layer(settings: Settings, n: int) -> tuple[float, dict[str, float]]:
     """Messages/s of the full speed layer; returns it with its run report figures."""
-    from speed_layer.batch import AppliedBatch
+    from speed_layer.microbatch import AppliedBatch
     from speed_layer.pipeline import run_speed
 
     marks: dict[str, float] = {}
@@ -213,7 +213,7 @@ def latency(settings: Settings, rate: float, seconds: float) -> tuple[float, flo
     their produce timestamps: the producer process may fall short of
     ``rate``) and the number of micro-batches that carried them.
     """
-    from speed_layer.batch import AppliedBatch
+    from speed_layer.microbatch import AppliedBatch
     from speed_layer.pipeline import run_speed
 
     ensure_topics(settings.kafka)

@@ -290,7 +290,7 @@ def test_redis_lost_serving_reports_holes_instead_of_wrong_numbers(isolated: Any
     not-yet-replayed part missing and no hole. The speed side is covered by
     ``test_redis_lost_speed_layer_rebuilds_exactly``.
     """
-    from speed_layer.state import SpeedState
+    from speed_layer.epoch import EpochStore
 
     now = int(time.time() * 1000)
     values = generate(size(4_000, 20_000), seed=94, end_ms=now - 30_000)
@@ -302,7 +302,7 @@ def test_redis_lost_serving_reports_holes_instead_of_wrong_numbers(isolated: Any
     # a rebuild has just started: the epoch exists, rebuilding=1, nothing replayed yet
     r = make_redis(isolated.settings.redis)
     keys = SpeedKeys(isolated.settings.redis.key_prefix)
-    SpeedState(r, keys).claim({0: len(values)})
+    EpochStore(r, keys).claim({0: len(values)})
     assert r.hget(keys.meta, META_REBUILDING) == b"1"
     r.close()
     start, end = format_ts(now - 30 * 60_000), format_ts(now + 600_000)
