@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 
-from lambda_rt.clients.kafka import ensure_topics, make_producer
+from lambda_rt.clients.kafka import KafkaProducer, ensure_topics
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
 from lambda_rt.dlq import DeadLetterWriter
@@ -77,7 +77,7 @@ class SpeedPipeline:
         self.settings = settings
         self.keys = SpeedKeys(settings.redis.key_prefix)
         self.redis = make_redis(settings.redis)
-        self.producer = make_producer(settings.kafka, **{"linger.ms": 2})
+        self.producer = KafkaProducer(settings.kafka, **{"linger.ms": 2})
         self.report = RunReport()
         self.metrics = metrics
         applier = BatchApplier(self.redis, self.keys, retention_s=speed.retention_hours * 3600)
@@ -124,7 +124,7 @@ class SpeedPipeline:
                 asyncio.run(self._run())
         finally:
             self.writer.close()
-            self.producer.flush(10)
+            self.producer.close(10)
             self.redis.close()
         self.report.seconds = time.monotonic() - t0
         return self.report

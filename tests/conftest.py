@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
-from lambda_rt.clients.kafka import ensure_topics
+from lambda_rt.clients.kafka import ensure_topics, open_producers
 from lambda_rt.config import Settings, load_settings
 from lambda_rt.stack import free_stack_ports, launcher
 
@@ -29,6 +29,22 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDA_RT_")}
     env["LAMBDA_RT_STATE_DIR"] = str(state_dir)
     return env
+
+
+@pytest.fixture(autouse=True)
+def _no_producer_left_open() -> Iterator[None]:
+    """Fail a test that leaves a Kafka producer open (close it, or use ``with KafkaProducer(...)``).
+
+    An open producer keeps reconnecting after the stack is stopped and fills
+    the end of the run with librdkafka "Connection refused" lines.
+    """
+    before = set(open_producers())
+    yield
+    leaked = [p for p in open_producers() if p not in before]
+    for p in leaked:
+        p.close(0)
+    if leaked:
+        pytest.fail("Kafka producers left open, created at: " + ", ".join(p.created_at for p in leaked))
 
 
 @pytest.fixture(scope="session")

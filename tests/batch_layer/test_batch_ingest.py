@@ -15,17 +15,16 @@ from batch_helpers import run_py
 from batch_layer.ingest import Ingestor
 from batch_layer.tables import EVENTS_HOT, LATE_EVENTS
 from lambda_rt.clients.clickhouse import Client
-from lambda_rt.clients.kafka import make_producer
 from lambda_rt.dlq import read_dead_letters
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.events.validate import validate_batch
-from lambda_rt.producing import produce_batches
+from lambda_rt.producing import produce_all
 
 
 def _produce(settings: Any, n: int, *, seed: int, bad: float, span_ms: int) -> tuple[list[bytes], int]:
     gen = EventGenerator(GeneratorConfig(seed=seed, span_ms=span_ms, bad_fraction=bad, stores=30))
     pairs = gen.batch(n)
-    produce_batches(make_producer(settings.kafka), settings.kafka.topic, [pairs])
+    produce_all(settings.kafka, [pairs])
     values = [v for _, v in pairs]
     vb = validate_batch(values, now_ms=int(time.time() * 1000))
     return values, vb.n_valid

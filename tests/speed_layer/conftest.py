@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import redis
 
-from lambda_rt.clients.kafka import make_producer
+from lambda_rt.clients.kafka import KafkaProducer
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
 from lambda_rt.testing import oracle_frame, oracle_metrics
@@ -65,20 +65,13 @@ def keys(isolated) -> SpeedKeys:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def produce(isolated) -> Iterator[Callable[[Sequence[bytes]], None]]:  # type: ignore[no-untyped-def]
     """Produce raw values (key = None) to the test's topic and wait for acks."""
-    producer = make_producer(isolated.settings.kafka)
+    with KafkaProducer(isolated.settings.kafka) as producer:
 
-    def _produce(values: Sequence[bytes]) -> None:
-        for v in values:
-            while True:
-                try:
-                    producer.produce(isolated.settings.kafka.topic, value=v)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        assert producer.flush(30) == 0
+        def _produce(values: Sequence[bytes]) -> None:
+            producer.produce_many(isolated.settings.kafka.topic, ((None, v) for v in values))
+            producer.flush(30)
 
-    yield _produce
-    producer.flush(5)
+        yield _produce
 
 
 def now_ms() -> int:
