@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from types import TracebackType
 from lambda_rt.config import Settings
 from lambda_rt.errors import LambdaRTError
 
-__all__ = ["DEMO_OVERRIDES", "Children", "DemoProcessError", "dask_dashboard", "free_port"]
+__all__ = ["DEMO_OVERRIDES", "Children", "DemoProcessError", "dask_dashboard"]
 
 # Batch settings that make a recompute and a tier move meaningful within minutes:
 # buckets close 90 s after the fact, yesterday's hot data is due for warm and
@@ -58,18 +57,6 @@ def dask_dashboard(settings: Settings, address: str | None) -> str:
 
 class DemoProcessError(LambdaRTError):
     """A child process did not start or died; the message names its log file."""
-
-
-def free_port(preferred: int | None = None) -> int:
-    """``preferred`` if it can be bound on 127.0.0.1, else any free port."""
-    for port in ([preferred] if preferred else []) + [0]:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise DemoProcessError("no free TCP port on 127.0.0.1")
 
 
 class Children:

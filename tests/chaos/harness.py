@@ -184,7 +184,9 @@ def handles_sigterm(pid: int) -> bool:
     """Whether ``pid`` has installed a SIGTERM handler (Linux: ``SigCgt`` of /proc/PID/status).
 
     ``lambda-rt speed`` installs it right before its loop; a SIGTERM sent
-    earlier (during imports) kills it with -15 instead of a clean stop.
+    earlier (during imports) kills it with -15 instead of a clean stop. The
+    one /proc read left in the project: psutil does not expose the
+    caught-signal mask.
     """
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as fh:

@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lambda_rt.clients.kafka import KafkaProducer
 from lambda_rt.clients.redis import make_redis
-from lambda_rt.demo.processes import free_port
 from lambda_rt.demo.traffic import PRODUCER_OVERRIDES
 from lambda_rt.producing import produce_batches
+from lambda_rt.stack.ports import free_port
 from serving.spec import format_ts
 from speed_layer.keys import SpeedKeys
 from tests.chaos.harness import (
