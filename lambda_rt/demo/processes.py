@@ -24,6 +24,7 @@ from types import TracebackType
 
 from lambda_rt.config import Settings
 from lambda_rt.errors import LambdaRTError
+from lambda_rt.signals import signal_handlers
 
 __all__ = ["DEMO_OVERRIDES", "Children", "DemoProcessError", "dask_dashboard"]
 
@@ -157,8 +158,5 @@ class Children:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         # Ignore a second Ctrl-C while the children shut down cleanly.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
+        with signal_handlers(signal.SIG_IGN, (signal.SIGINT,)):
             self.stop()
-        finally:
-            signal.signal(signal.SIGINT, previous)
