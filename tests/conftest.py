@@ -10,11 +10,11 @@ skips silently because a service is missing.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,13 +22,7 @@ from lambda_rt.clients.clickhouse import Client, open_clickhouse
 from lambda_rt.clients.kafka import ensure_topics, open_producers
 from lambda_rt.config import Settings, load_settings
 from lambda_rt.stack import free_stack_ports, launcher
-
-
-def stack_env(state_dir: Path) -> dict[str, str]:
-    """Environment variables that bind a subprocess to the test stack."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDA_RT_")}
-    env["LAMBDA_RT_STATE_DIR"] = str(state_dir)
-    return env
+from tests.fixtures import stack_env
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +102,24 @@ def isolated(
         }
     )
     return Isolated(settings=settings, env=env, tag=tag)
+
+
+@pytest.fixture(scope="module")
+def dask_threads() -> Iterator[Any]:
+    """One in-process Dask cluster (2 worker threads) per test module.
+
+    ``processes=False``: workers are threads of this process, so the cluster
+    starts in about a second and the batch jobs push partitions down to this
+    process's chDB engine (the default embedded mode).
+    """
+    from distributed import Client as DaskClient
+    from distributed import LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
+        DaskClient(cluster) as client,
+    ):
+        yield client
 
 
 @pytest.fixture(scope="session")

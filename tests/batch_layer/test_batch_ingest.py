@@ -10,8 +10,6 @@ import sys
 import time
 from typing import Any
 
-from batch_helpers import run_py
-
 from batch_layer.ingest import Ingestor
 from batch_layer.tables import EVENTS_HOT, LATE_EVENTS
 from lambda_rt.clients.clickhouse import Client
@@ -19,6 +17,7 @@ from lambda_rt.dlq import read_dead_letters
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.events.validate import validate_batch
 from lambda_rt.producing import produce_all
+from tests.batch_layer.fixtures import run_py
 
 
 def _produce(settings: Any, n: int, *, seed: int, bad: float, span_ms: int) -> tuple[list[bytes], int]:

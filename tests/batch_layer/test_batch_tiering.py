@@ -9,12 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 import pandas as pd
-from batch_helpers import END, assert_views_equal_oracle, insert_events, make_events
 
 from batch_layer.recompute import run_recompute
 from batch_layer.tables import EVENTS_HOT, EVENTS_HOT_OUTBOX, EVENTS_WARM, EVENTS_WARM_OUTBOX, TIER_MOVES
 from batch_layer.tiering import run_tier
 from lambda_rt.clients.clickhouse import Client
+from tests.batch_layer.fixtures import END, assert_views_equal_oracle, insert_events, make_events
 
 STEPS = ("started", "claimed", "copied", "verified", "recorded", "deleted")
 
@@ -147,7 +147,7 @@ def _check_then_tier(env: dict[str, str], crash_after: str | None) -> tuple[int,
 
 
 def test_crash_between_every_pair_of_steps_loses_and_duplicates_nothing(isolated: Any) -> None:
-    from batch_helpers import END_MS, run_py
+    from tests.batch_layer.fixtures import END_MS, run_py
 
     env = dict(isolated.env)
     env["LAMBDA_RT_BATCH__HOT_TO_WARM_AFTER_S"] = "0"

@@ -85,7 +85,7 @@ def _first_diff(a: list[tuple[int, str]], b: list[tuple[int, str]]) -> str:
 
 def test_hostile_slice_end_to_end_through_the_broker(isolated: Any) -> None:
     """A slice through Kafka, the speed layer and the DLQ topic: exact DLQ, exact counts."""
-    from tests.speed_layer.conftest import assert_metrics_equal, oracle_view, view_metrics
+    from tests.speed_layer.fixtures import assert_metrics_equal, oracle_view, view_metrics
 
     values, _families = hostile_values(size(2_000, 20_000), seed=7, max_huge=150_000)
     now = int(time.time() * 1000)

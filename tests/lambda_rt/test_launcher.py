@@ -20,7 +20,7 @@ from lambda_rt.config import Settings, load_settings
 from lambda_rt.consuming import read_topic
 from lambda_rt.errors import PortInUseError
 from lambda_rt.stack import free_stack_ports, launcher
-from tests.conftest import stack_env
+from tests.fixtures import stack_env
 
 
 def test_status_reports_every_endpoint_up(stack_settings: Settings) -> None:

@@ -42,22 +42,13 @@ from lambda_rt.clients.kafka import ensure_topics
 from lambda_rt.config import CREDENTIALS_FILE, STACK_FILE, Settings, load_settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_all
-from tests.conftest import stack_env
+from tests.fixtures import stack_env
+from tests.notebooks.fixtures import NotebookWorld
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 FRAUD_STORE = 7
 REFUND_STORES = (13, 21)
-
-
-@dataclass(frozen=True)
-class NotebookWorld:
-    """What the notebook tests need: the kernels' env and the daemon's URL."""
-
-    env: dict[str, str]
-    settings: Settings
-    url: str
-    produced: int
 
 
 def _planted(now_ms: int) -> list[tuple[bytes, bytes]]:

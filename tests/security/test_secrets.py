@@ -25,7 +25,7 @@ import redis
 from lambda_rt.config import Settings, load_settings
 from lambda_rt.stack.state import ensure_credentials
 from tests.chaos.harness import Daemon
-from tests.conftest import stack_env
+from tests.fixtures import stack_env
 
 
 def _secrets(state_dir: Path) -> list[str]:

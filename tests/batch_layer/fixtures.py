@@ -2,9 +2,9 @@
 
 The oracle is ``lambda_rt.testing.oracle_metrics`` (plain pandas, written
 independently of the batch layer), restricted to complete buckets.
-Dask runs as one LocalCluster per test module with ``processes=False`` (worker
-threads in this process: starts in about a second; the aggregation code then
-reuses this process's chDB engine, see ``batch_layer.aggregate``).
+Dask is the ``dask_threads`` fixture of ``tests/conftest.py`` (worker threads
+in this process; the aggregation code then reuses this process's chDB engine,
+see ``batch_layer.aggregate``).
 """
 
 from __future__ import annotations
