@@ -41,10 +41,10 @@ from typing import Any
 
 from bench._stack import bench_stack
 from lambda_rt.clients.clickhouse import open_clickhouse
-from lambda_rt.clients.kafka import ensure_topics, make_producer
+from lambda_rt.clients.kafka import ensure_topics
 from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
-from lambda_rt.producing import produce_batches
+from lambda_rt.producing import produce_all
 
 HOUR_MS = 3_600_000
 
@@ -75,7 +75,7 @@ def _load(settings: Settings, events: int, now_ms: int) -> Any:
     ensure_topics(settings.kafka)
     gen = EventGenerator(GeneratorConfig(seed=1, stores=1000, end_ms=now_ms - 1000, span_ms=24 * HOUR_MS))
     t0 = time.perf_counter()
-    produce_batches(make_producer(settings.kafka), settings.kafka.topic, gen.iter_batches(events, 50_000))
+    produce_all(settings.kafka, gen.iter_batches(events, 50_000))
     client = open_clickhouse(settings)
     speed = threading.Thread(
         target=run_speed, args=(settings,), kwargs={"until_idle_s": 5.0, "handle_signals": False}

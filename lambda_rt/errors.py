@@ -7,9 +7,15 @@ caller needs to tell cases apart; causes are chained with ``raise ... from``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError
+
 __all__ = [
     "ConfigError",
     "EngineLockedError",
+    "KafkaClientError",
     "LambdaRTError",
     "PortInUseError",
     "ServiceBinaryMissingError",
@@ -44,3 +50,15 @@ class PortInUseError(LambdaRTError):
 
 class EngineLockedError(LambdaRTError):
     """The embedded ClickHouse (chDB) data directory is owned by another process."""
+
+
+class KafkaClientError(LambdaRTError):
+    """A Kafka client cannot go on: a fatal consumer error, a produce that failed or a full queue.
+
+    ``error`` is the ``confluent_kafka.KafkaError`` behind it (its ``code()``
+    says which case), so a caller can branch on the code, not on the text.
+    """
+
+    def __init__(self, message: str, error: KafkaError) -> None:
+        super().__init__(message)
+        self.error: KafkaError = error

@@ -21,17 +21,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType
 from typing import Any
 
 from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.config import Settings
+from lambda_rt.signals import install_signal_handlers, restore_signal_handlers
 from serving.app import create_app
 from serving.client import daemon_file
 from serving.engine import QueryEngine
@@ -174,10 +173,10 @@ def run_daemon(
     url = f"http://{'[' + h + ']' if ':' in h else h}:{actual}"
     server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
 
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    def _on_signal(_signum: int) -> None:
         server.should_exit = True  # uvicorn drains requests in flight, then run() returns
 
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = install_signal_handlers(_on_signal)
     path = daemon_file(settings)
     try:
         daemon.start_background()
@@ -195,6 +194,5 @@ def run_daemon(
                 path.unlink()
         daemon.shutdown()
         sock.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        restore_signal_handlers(previous)
         print("lambda-rt serve: stopped", file=sys.stderr, flush=True)

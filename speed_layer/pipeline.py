@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import FrameType
 
-from lambda_rt.clients.kafka import ensure_topics, make_producer
+from lambda_rt.clients.kafka import KafkaProducer, ensure_topics
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
 from lambda_rt.dlq import DeadLetterWriter
 from lambda_rt.events.validate import TimeWindow
+from lambda_rt.signals import signal_handlers
 from speed_layer.epoch import EpochStore
 from speed_layer.graph import build_speed_graph
 from speed_layer.keys import SpeedKeys
@@ -77,7 +76,7 @@ class SpeedPipeline:
         self.settings = settings
         self.keys = SpeedKeys(settings.redis.key_prefix)
         self.redis = make_redis(settings.redis)
-        self.producer = make_producer(settings.kafka, **{"linger.ms": 2})
+        self.producer = KafkaProducer(settings.kafka, **{"linger.ms": 2})
         self.report = RunReport()
         self.metrics = metrics
         applier = BatchApplier(self.redis, self.keys, retention_s=speed.retention_hours * 3600)
@@ -131,7 +130,7 @@ class SpeedPipeline:
                 asyncio.run(self._run())
         finally:
             self.writer.close()
-            self.producer.flush(10)
+            self.producer.close(10)
             self.redis.close()
         self.report.seconds = time.monotonic() - t0
         return self.report
@@ -169,19 +168,6 @@ _GC_YOUNG_MAX = 200_000
 """Cap of the young-generation threshold: a collection scans at most this many objects."""
 
 
-@contextmanager
-def _stop_on_signals(pipeline: SpeedPipeline) -> Iterator[None]:
-    def _handler(_signum: int, _frame: FrameType | None) -> None:
-        pipeline.stop()
-
-    previous = {s: signal.signal(s, _handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 def run_speed(
     settings: Settings,
     *,
@@ -203,5 +189,5 @@ def run_speed(
     pipeline = SpeedPipeline(settings, until_idle_s=until_idle_s, metrics=metrics, on_applied=on_applied)
     if not handle_signals:
         return pipeline.run()
-    with _stop_on_signals(pipeline):
+    with signal_handlers(lambda _signum: pipeline.stop()):
         return pipeline.run()

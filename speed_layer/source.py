@@ -30,11 +30,10 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from streamz import Source, Stream
 
-from lambda_rt.clients.kafka import make_consumer
+from lambda_rt.clients.kafka import ConsumerErrorPolicy, make_consumer
 from lambda_rt.config import Settings
 from lambda_rt.idle import idle_wait_s, topic_partition_count
 from speed_layer.epoch import EpochStore
-from speed_layer.errors import SpeedLayerError
 from speed_layer.lag import LagTracker
 from speed_layer.microbatch import RawBatch
 from speed_layer.positioning import Positioning
@@ -68,6 +67,7 @@ class from_speed_kafka(Source):
         self.until_idle_s = until_idle_s
         self.lag = LagTracker()
         self.positioning = Positioning(self.topic, epochs, self.lag)
+        self._errors = ConsumerErrorPolicy()
         self.consumer: Consumer | None = None
         self._started_at = time.monotonic()
         self._last_message: float | None = None
@@ -154,20 +154,14 @@ class from_speed_kafka(Source):
             self.stop()
 
     def _to_batch(self, msgs: list[Message]) -> RawBatch | None:
-        """The good messages as a RawBatch (None if none); raises on a fatal Kafka error.
+        """The good messages as a RawBatch (None if none); Kafka errors per :class:`ConsumerErrorPolicy`.
 
         Columns are read with ``map`` over the unbound Message methods: a
         C-level loop, no Python frame per message.
         """
-        good = msgs
-        if any(map(Message.error, msgs)):
-            errors = [e for e in map(Message.error, msgs) if e is not None]
-            fatal = [e for e in errors if e.fatal()]
-            if fatal:
-                raise SpeedLayerError(f"Kafka consumer failed: {fatal[0]}")
-            good = [m for m in msgs if m.error() is None]
-            if not good:
-                return None
+        good = self._errors.good(msgs)
+        if not good:
+            return None
         n = len(good)
         raw_values = list(map(Message.value, good))
         # a tombstone (None) is an empty, non-JSON value for validation

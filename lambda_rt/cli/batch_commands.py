@@ -8,8 +8,6 @@ imports a layer at import time). A bad ``--start``/``--end`` is a usage error
 from __future__ import annotations
 
 import importlib.util
-import signal
-import threading
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -17,6 +15,7 @@ import typer
 
 from lambda_rt.cli.errors import usage_error
 from lambda_rt.config import Settings
+from lambda_rt.signals import stop_event_on_signals
 
 __all__ = ["parse_iso", "register"]
 
@@ -38,17 +37,6 @@ def parse_iso(value: str | None, option: str) -> datetime | None:
             f"{option}: {value!r} is not an ISO 8601 time (e.g. 2026-11-26T10:00:00Z)"
         ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def handler(_sig: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
 
 
 def _run_through_daemon(settings: Settings, kind: str, lo: datetime | None, hi: datetime | None) -> bool:
@@ -98,7 +86,7 @@ def register(app: typer.Typer) -> None:
             raise usage_error("--until-idle must be > 0 seconds")
         settings = settings_of(ctx)
         client = open_clickhouse(settings)
-        stop = _stop_on_signals()
+        stop = stop_event_on_signals()
         report = Ingestor(settings, client).run(stop=stop, until_idle_s=until_idle)
         typer.echo(report.summary())
 
@@ -144,4 +132,4 @@ def register(app: typer.Typer) -> None:
             f"batch schedule: recompute every {settings.batch.recompute_every_s} s, "
             f"tier on '{settings.batch.tier_cron}' (UTC); Ctrl-C to stop"
         )
-        BatchScheduler(settings, client).run(_stop_on_signals())
+        BatchScheduler(settings, client).run(stop_event_on_signals())

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         no_kafka: bool = typer.Option(False, "--no-kafka", help="Only write --out; produce nothing."),
     ) -> None:
         """Produce synthetic events to the events topic at a target rate."""
-        from lambda_rt.clients.kafka import make_producer
+        from lambda_rt.clients.kafka import KafkaProducer
         from lambda_rt.events.generator import EventGenerator, GeneratorConfig
         from lambda_rt.producing import produce_batches
 
@@ -68,10 +68,13 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {n} events to {out}")
             return
         columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
+        with (
+            KafkaProducer(settings.kafka) as producer,
+            Progress(*columns, console=console, transient=False) as progress,
+        ):
             task = progress.add_task("produce", total=events)
             report = produce_batches(
-                make_producer(settings.kafka),
+                producer,
                 settings.kafka.topic,
                 batches,
                 rate=rate,

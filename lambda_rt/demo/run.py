@@ -43,10 +43,11 @@ from lambda_rt.config import Settings, load_settings
 from lambda_rt.demo.capacity import MIN_MEASURE_S, BacklogMeter, RateChoice, choose_rate
 from lambda_rt.demo.chart import Sample, layer_of, revenue_chart
 from lambda_rt.demo.live_view import Poller, Snapshot, render
-from lambda_rt.demo.processes import Children, dask_dashboard, free_port
+from lambda_rt.demo.processes import Children, dask_dashboard
 from lambda_rt.demo.traffic import Traffic, TrafficPlan
 from lambda_rt.errors import LambdaRTError
 from lambda_rt.stack import launcher
+from lambda_rt.stack.ports import free_port
 
 __all__ = ["CHART_FILE", "DemoCheckError", "DemoOptions", "run_demo"]
 

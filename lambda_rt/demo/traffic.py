@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lambda_rt.clients.kafka import make_producer
+from lambda_rt.clients.kafka import KafkaProducer
 from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_batches
@@ -143,8 +143,8 @@ class Traffic(threading.Thread):
         self._go.set()
 
     def run(self) -> None:
+        producer = KafkaProducer(self.settings.kafka, **PRODUCER_OVERRIDES)
         try:
-            producer = make_producer(self.settings.kafka, **PRODUCER_OVERRIDES)
             topic = self.settings.kafka.topic
             now_ms = int(time.time() * 1000)
             if self.plan.backlog_events > 0:
@@ -189,6 +189,7 @@ class Traffic(threading.Thread):
             self.error = exc
             self.phase = "failed"
         finally:
+            producer.close()
             if self.live_started_at is not None and self.live_ended_at is None:
                 self.live_ended_at = time.time()
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from batch_helpers import insert_events, make_events
 
 from batch_layer.errors import JobOverlapError
 from batch_layer.jobs import RecomputeJob, TierJob, run_all
@@ -17,6 +16,7 @@ from batch_layer.runtime import job_lock
 from batch_layer.schedule import BatchScheduler
 from batch_layer.tables import JOB_HISTORY
 from lambda_rt.clients.clickhouse import Client
+from tests.batch_layer.fixtures import insert_events, make_events
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

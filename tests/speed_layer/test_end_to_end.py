@@ -15,7 +15,7 @@ import sys
 
 from lambda_rt.dlq import read_dead_letters
 from lambda_rt.testing import oracle_rejects
-from tests.speed_layer.conftest import assert_metrics_equal, now_ms, oracle_view, view_metrics
+from tests.speed_layer.fixtures import assert_metrics_equal, now_ms, oracle_view, view_metrics
 
 MIN = 60_000
 DAY = 24 * 60 * MIN

@@ -18,7 +18,7 @@ from speed_layer.keys import META_REBUILDING
 from speed_layer.positioning import Corrections
 from speed_layer.redis_apply import stored_offsets
 from speed_layer.testing import SpeedHarness
-from tests.speed_layer.conftest import assert_metrics_equal, now_ms, oracle_view, view_metrics
+from tests.speed_layer.fixtures import assert_metrics_equal, now_ms, oracle_view, view_metrics
 
 
 def _values(n: int, seed: int, bad_fraction: float = 0.03) -> list[bytes]:

@@ -11,7 +11,7 @@ from speed_layer.aggregate import aggregate
 from speed_layer.epoch import EpochStore
 from speed_layer.keys import META_REBUILDING, SpeedKeys, bucket_start_s, epoch_key
 from speed_layer.redis_apply import APPLIED, EPOCH_CHANGED, GAP, LOST, STALE, BatchApplier, stored_offsets
-from tests.speed_layer.conftest import now_ms
+from tests.speed_layer.fixtures import now_ms
 
 
 def _page_views(n: int, ts: int, customers: np.ndarray | None = None, store: int = 1) -> pa.Table:
