@@ -87,16 +87,16 @@ def _column_sizes(client: object, table: str) -> dict[str, int]:
 
 def _compute_only(settings: Settings, client: object, close_ms: int) -> float:
     """The pushdown recompute's per-day queries into ``Null`` tables: its cost minus view writes."""
-    from batch_layer import pushdown, tiers
+    from batch_layer import pushdown, visibility
     from batch_layer.aggregate import inventory_sql, metrics_sql
 
-    snap = tiers.snapshot(client)  # type: ignore[arg-type]
-    days = sorted(set(tiers.engine_days(client, snap, 0, close_ms)) | set(snap.cold_days()))  # type: ignore[arg-type]
+    snap = visibility.snapshot(client)  # type: ignore[arg-type]
+    days = sorted(set(visibility.engine_days(client, snap, 0, close_ms)) | set(snap.cold_days()))  # type: ignore[arg-type]
     for table in ("batch_metrics", "batch_inventory"):
         client.command(f"CREATE TABLE IF NOT EXISTS bench_null_{table} AS {table} ENGINE = Null")  # type: ignore[attr-defined]
     t = time.monotonic()
     for day in days:
-        s = tiers.day_start_ms(day)
+        s = visibility.day_start_ms(day)
         e = min(s + DAY_MS, close_ms)
         if s >= close_ms:
             continue

@@ -40,15 +40,15 @@ CHECK = """
 import json
 from lambda_rt.config import load_settings
 from lambda_rt.clients.clickhouse import open_clickhouse
-from batch_layer import tiers
+from batch_layer import visibility
 from batch_layer.tables import ensure_tables
 s = load_settings(); c = open_clickhouse(s); ensure_tables(c)
-snap = tiers.snapshot(c)
-parts = ["SELECT event_id FROM (" + tiers.engine_sql(snap, 0, 2**62, ("event_id",)) + ")"]
+snap = visibility.snapshot(c)
+parts = ["SELECT event_id FROM (" + visibility.engine_sql(snap, 0, 2**62, ("event_id",)) + ")"]
 key, sec = s.s3.access_key.get_secret_value(), s.s3.secret_key.get_secret_value()
 for files in snap.cold_files.values():
     for f in files:
-        url = tiers.cold_http_url(s.s3, f)
+        url = visibility.cold_http_url(s.s3, f)
         parts.append(f"SELECT event_id FROM s3('{{url}}', '{{key}}', '{{sec}}', 'Parquet')")
 sql = "SELECT count(), uniqExact(event_id) FROM (" + " UNION ALL ".join(parts) + ")"
 n, distinct = c.query(sql).result_rows[0]
