@@ -26,6 +26,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lambda_rt.vocabulary import GRANULARITIES, METRICS
+
 __all__ = ["AGG_COLUMNS", "PartitionResult", "aggregate_partition", "metrics_sql"]
 
 AGG_COLUMNS: tuple[str, ...] = (
@@ -208,7 +210,8 @@ def _compact(table: pa.Table) -> pa.Table:
     import pyarrow.compute as pc
 
     if "granularity" in table.column_names and pa.types.is_string(table.schema.field("granularity").type):
-        codes = pc.index_in(table["granularity"], pa.array(["minute", "hour", "day"]))
+        # the Enum8 codes of batch_layer.tables are 1-based positions in GRANULARITIES
+        codes = pc.index_in(table["granularity"], pa.array(GRANULARITIES))
         table = table.set_column(0, "granularity", pc.add(codes, 1).cast(pa.int8()))
     if "event_type" in table.column_names:
         i = table.column_names.index("event_type")
@@ -224,18 +227,7 @@ def _empty_metrics() -> pa.Table:
             "bucket": pa.array([], pa.timestamp("s", tz="UTC")),
             "store_id": pa.array([], pa.uint64()),
             "event_type": pa.array([], pa.string()),
-            **{
-                m: pa.array([], pa.int64())
-                for m in (
-                    "events",
-                    "orders",
-                    "revenue",
-                    "refunds",
-                    "unique_customers",
-                    "payment_failures",
-                    "inventory_delta",
-                )
-            },
+            **{m: pa.array([], pa.int64()) for m in METRICS},
         }
     )
 

@@ -28,13 +28,13 @@ from batch_layer.aggregate import AGG_COLUMNS, inventory_sql, metrics_sql
 from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
+from lambda_rt.vocabulary import DAY_MS
 
 if TYPE_CHECKING:
     from batch_layer.recompute import RecomputeReport
 
 __all__ = ["INVENTORY_COLS", "METRIC_COLS", "compute", "recompute_day_in_engine", "source_sql"]
 
-DAY_MS = 86_400_000
 _ENGINES: dict[str, tuple[Client, threading.Lock]] = {}
 
 METRIC_COLS = (

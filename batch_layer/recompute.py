@@ -37,11 +37,9 @@ from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS, WATERMARK_KEY
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.clients.s3 import s3_storage_options
 from lambda_rt.config import Settings
+from lambda_rt.vocabulary import DAY_MS, MINUTE_MS
 
 __all__ = ["RecomputeReport", "run_recompute"]
-
-DAY_MS = 86_400_000
-MINUTE_MS = 60_000
 
 
 @dataclass

@@ -31,6 +31,7 @@ smaller, and no metric depends on the difference. This module holds no logic.
 from __future__ import annotations
 
 from lambda_rt.clients.clickhouse import Client
+from lambda_rt.vocabulary import GRANULARITIES
 
 __all__ = [
     "BATCH_STATE",
@@ -92,8 +93,11 @@ def _columns(warm: bool) -> str:
     return ",\n  ".join(cols)
 
 
+_GRANULARITY_ENUM = "Enum8(" + ", ".join(f"'{g}' = {i}" for i, g in enumerate(GRANULARITIES, 1)) + ")"
+
+
 def _metric_columns() -> str:
-    return """granularity Enum8('minute' = 1, 'hour' = 2, 'day' = 3),
+    return f"""granularity {_GRANULARITY_ENUM},
   dims Enum8('none' = 0, 'store_id' = 1, 'event_type' = 2, 'store_id,event_type' = 3),
   bucket DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
   store_id UInt64 CODEC(T64, ZSTD(1)),
@@ -108,7 +112,7 @@ def _metric_columns() -> str:
 
 
 def _inventory_columns() -> str:
-    return """granularity Enum8('minute' = 1, 'hour' = 2, 'day' = 3),
+    return f"""granularity {_GRANULARITY_ENUM},
   bucket DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
   store_id UInt64 CODEC(T64, ZSTD(1)),
   product_id Int64 CODEC(T64, ZSTD(1)),

@@ -44,13 +44,13 @@ import numpy as np
 
 from batch_layer import views
 from lambda_rt.clients.clickhouse import Client
+from lambda_rt.vocabulary import DAY_MS
 from serving.batch_view import dim_columns_sql
 from serving.plan import Piece
 from serving.speed_view import Columns, empty_columns
 
-__all__ = ["CHUNK_OVERHEAD_ROWS", "DAY_MS", "MAX_DAYS", "BatchCopy", "chunk_load_sql"]
+__all__ = ["CHUNK_OVERHEAD_ROWS", "MAX_DAYS", "BatchCopy", "chunk_load_sql"]
 
-DAY_MS = 86_400_000
 MAX_DAYS = 1_100
 """Day chunks one query may use (three years); longer ranges read ClickHouse."""
 CHUNK_OVERHEAD_ROWS = 16

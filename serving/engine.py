@@ -46,6 +46,7 @@ from batch_layer.views import redis_watermark_key
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
+from lambda_rt.vocabulary import HOUR_MS
 from serving.batch_copy import BatchCopy
 from serving.batch_view import BatchState, BatchStateReader, read_batch_pieces
 from serving.cache import ResultCache
@@ -102,7 +103,7 @@ def find_holes(plan: Plan, speed: SpeedState, settings: Settings, now_ms: int) -
       starts; a key bucket starting before ``now - retention + future`` may be
       gone.
     """
-    retention_ms = settings.speed.retention_hours * 3_600_000
+    retention_ms = settings.speed.retention_hours * HOUR_MS
     horizon = now_ms - retention_ms + settings.speed.max_event_future_ms
     holes: list[Hole] = []
     whole = None
@@ -122,7 +123,7 @@ def find_holes(plan: Plan, speed: SpeedState, settings: Settings, now_ms: int) -
         if not buckets or buckets[0] * 1000 >= horizon:
             continue
         unsafe_last = max(b for b in buckets if b * 1000 < horizon)
-        width = 60_000 if p.granularity == "minute" else 3_600_000
+        width = buckets.step * 1000  # the Redis bucket width (a day piece reads hour keys)
         end = min(p.end_ms, unsafe_last * 1000 + width)
         # a distinct-count target bucket is read whole: widen to its end
         end = min(p.end_ms, -(-end // plan.spec.width_ms) * plan.spec.width_ms)

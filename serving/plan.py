@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from serving.spec import GRANULARITY_MS, QuerySpec
+from lambda_rt.vocabulary import GRANULARITY_MS, MINUTE_MS
+from serving.spec import QuerySpec
 
-__all__ = ["MINUTE_MS", "Piece", "Plan", "boundary_of", "make_plan", "tile"]
+__all__ = ["Piece", "Plan", "boundary_of", "make_plan", "tile"]
 
-MINUTE_MS = 60_000
 Layer = Literal["batch", "speed"]
 
 

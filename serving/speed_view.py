@@ -27,13 +27,15 @@ from redis.commands.core import Script
 
 from lambda_rt.errors import ServiceUnavailableError
 from lambda_rt.events.schema import EVENT_TYPES
+from lambda_rt.vocabulary import GRANULARITY_MS
 from serving.plan import Piece
-from serving.spec import GRANULARITY_MS, METRIC_EVENT_TYPE
+from serving.spec import METRIC_EVENT_TYPE
 from speed_layer.keys import (
     META_LAST_APPLIED_MS,
     META_MAX_EVENT_TS,
     META_REBUILDING,
     SpeedKeys,
+    bucket_width_s,
     epoch_key,
 )
 
@@ -129,7 +131,7 @@ def read_speed_state(client: redis.Redis, keys: SpeedKeys, watermark_key: str | 
 def key_buckets(piece: Piece) -> tuple[str, range]:
     """Redis granularity (``m``/``h``) and bucket starts (epoch s) a piece reads."""
     gran = "m" if piece.granularity == "minute" else "h"
-    width = 60 if gran == "m" else 3600
+    width = bucket_width_s(gran)
     return gran, range(piece.start_ms // 1000, piece.end_ms // 1000, width)
 
 
