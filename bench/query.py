@@ -174,7 +174,7 @@ def _components(
     ipc = res.to_arrow_ipc()
     steps: list[tuple[str, Any]] = [
         ("  batch state (stat)", engine.batch_state.state),
-        ("  speed state (1 round trip)", lambda: speed_view.read_speed_state(engine.redis, engine.keys)),
+        ("  speed state (1 round trip)", lambda: speed_view.read_speed_snapshot(engine.redis, engine.keys)),
         (
             "  batch read (warm copy)",
             lambda: engine.batch_copy.read(prep.batch.token, bp, spec.metric, spec.by),

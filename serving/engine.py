@@ -58,10 +58,10 @@ from serving.spec import QuerySpec, format_ts, make_spec
 from serving.speed_view import (
     EVENT_TYPE_NAMES,
     Columns,
-    SpeedState,
+    SpeedSnapshot,
     key_buckets,
     read_speed_pieces,
-    read_speed_state,
+    read_speed_snapshot,
 )
 from speed_layer.keys import SpeedKeys
 
@@ -77,7 +77,7 @@ class Prepared:
 
     plan: Plan
     batch: BatchState
-    speed: SpeedState
+    speed: SpeedSnapshot
     holes: tuple[Hole, ...]
 
     def cache_key(self) -> tuple[object, ...]:
@@ -90,7 +90,7 @@ class Prepared:
         )
 
 
-def find_holes(plan: Plan, speed: SpeedState, settings: Settings, now_ms: int) -> tuple[Hole, ...]:
+def find_holes(plan: Plan, speed: SpeedSnapshot, settings: Settings, now_ms: int) -> tuple[Hole, ...]:
     """Speed pieces that the speed view cannot be trusted to hold.
 
     - Before the speed layer applied anything, all its pieces are holes.
@@ -197,7 +197,7 @@ class QueryEngine:
         """Steps 1-2: states, plan and holes (no data read yet)."""
         with self._ch_lock:
             batch = self.batch_state.state()
-        speed = read_speed_state(self.redis, self.keys, self._wm_key)
+        speed = read_speed_snapshot(self.redis, self.keys, self._wm_key)
         plan = make_plan(spec, batch.watermark_ms)
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         return Prepared(plan, batch, speed, find_holes(plan, speed, self.settings, now))
