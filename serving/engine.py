@@ -63,6 +63,7 @@ from serving.speed_view import (
     read_speed_pieces,
     read_speed_snapshot,
 )
+from serving.status import status_of
 from speed_layer.keys import SpeedKeys
 
 __all__ = ["REBUILDING_REASON", "STATE_LOST_REASON", "Prepared", "QueryEngine", "find_holes"]
@@ -315,6 +316,11 @@ class QueryEngine:
             "misses": self.cache.misses,
             "batch_copy": self.batch_copy.stats(),
         }
+
+    def status(self) -> dict[str, Any]:
+        """Watermark, tier sizes, job history and cache figures (``GET /status``)."""
+        with self._ch_lock:
+            return status_of(self.clickhouse, self.stats())
 
 
 def _merge_ranges(ranges: tuple[LayerRange, ...]) -> tuple[LayerRange, ...]:
