@@ -5,9 +5,9 @@ Raw events (the master dataset):
 - ``events_hot``: what ingest writes. MergeTree partitioned by event-time day
   (tier moves and recompute work day by day), ordered by ``(event_type, ts)``
   (long ``ts`` runs that DoubleDelta packs; nothing scans hot rows per store);
-  ZSTD(1) with DoubleDelta/T64: measured as cheap to insert as LZ4 and 8.5x
-  smaller than JSON lines at 10M events, where LZ4 under
-  ``(store_id, event_type, ts)`` gave 4.9x (bench/batch.py).
+  ZSTD(1) with DoubleDelta/T64: as cheap to insert as LZ4 and about twice as
+  small as LZ4 under ``(store_id, event_type, ts)`` (bench/batch.py; the
+  figures are in docs/benchmarks.md).
   ``(kafka_partition, kafka_offset)`` identifies each row's source message.
   ``non_replicated_deduplication_window`` makes ``insert_deduplication_token``
   work (measured on chDB: a replayed insert with the same token inserts nothing).

@@ -53,7 +53,7 @@ class Daemon:
         self.stop = threading.Event()
         self.engine = QueryEngine(settings)  # opens (and so locks) the embedded engine first
         # tables exist before the API answers: a query on a fresh engine must not race the
-        # ingest thread's CREATE TABLEs (it would answer 500)
+        # ingest thread's CREATE TABLEs (a query on a missing table answers 500)
         ensure_tables(self.engine.clickhouse)
         self._threads: list[threading.Thread] = []
         self._ingest_on = ingest
