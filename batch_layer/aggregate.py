@@ -211,7 +211,7 @@ def _compact(table: pa.Table) -> pa.Table:
     import pyarrow.compute as pc
 
     if "granularity" in table.column_names and pa.types.is_string(table.schema.field("granularity").type):
-        # the Enum8 codes of batch_layer.tables are 1-based positions in GRANULARITIES
+        # the views' Enum8 codes (batch_layer.views.GRANULARITY_CODES) are 1-based positions
         codes = pc.index_in(table["granularity"], pa.array(GRANULARITIES))
         table = table.set_column(0, "granularity", pc.add(codes, 1).cast(pa.int8()))
     if "event_type" in table.column_names:

@@ -30,8 +30,8 @@ smaller, and no metric depends on the difference. This module holds no logic.
 
 from __future__ import annotations
 
+from batch_layer.views import GRANULARITY_CODES
 from lambda_rt.clients.clickhouse import Client
-from lambda_rt.vocabulary import GRANULARITIES
 
 __all__ = [
     "BATCH_STATE",
@@ -93,7 +93,7 @@ def _columns(warm: bool) -> str:
     return ",\n  ".join(cols)
 
 
-_GRANULARITY_ENUM = "Enum8(" + ", ".join(f"'{g}' = {i}" for i, g in enumerate(GRANULARITIES, 1)) + ")"
+_GRANULARITY_ENUM = "Enum8(" + ", ".join(f"'{g}' = {code}" for g, code in GRANULARITY_CODES.items()) + ")"
 
 
 def _metric_columns() -> str:

@@ -35,8 +35,7 @@ import numpy as np
 
 from bench._stack import bench_stack
 from lambda_rt.config import Settings
-
-DAY_MS = 86_400_000
+from lambda_rt.vocabulary import DAY_MS, HOUR_MS
 
 
 def _load(settings: Settings, client: object, n: int, days: int, end_ms: int) -> dict[int, int]:
@@ -46,7 +45,7 @@ def _load(settings: Settings, client: object, n: int, days: int, end_ms: int) ->
     from lambda_rt.events.generator import EventGenerator, GeneratorConfig
     from lambda_rt.events.validate import validate_batch
 
-    gen = EventGenerator(GeneratorConfig(seed=42, end_ms=end_ms, span_ms=days * DAY_MS - 3_600_000))
+    gen = EventGenerator(GeneratorConfig(seed=42, end_ms=end_ms, span_ms=days * DAY_MS - HOUR_MS))
     json_bytes: dict[int, int] = {}
     offset = 0
     t0 = time.monotonic()

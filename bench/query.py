@@ -45,8 +45,7 @@ from lambda_rt.clients.kafka import ensure_topics, make_producer
 from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_batches
-
-HOUR_MS = 3_600_000
+from lambda_rt.vocabulary import HOUR_MS, MINUTE_MS
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -83,7 +82,7 @@ def _load(settings: Settings, events: int, now_ms: int) -> Any:
     speed.start()
     Ingestor(settings, client).run(until_idle_s=5.0)
     speed.join()
-    wm = now_ms - 12 * HOUR_MS + 23 * 60_000  # mid-range, mid-hour
+    wm = now_ms - 12 * HOUR_MS + 23 * MINUTE_MS  # mid-range, mid-hour
     run_recompute(settings, client, now=datetime.fromtimestamp(wm / 1000, tz=UTC))
     print(f"loaded {events:,} events through both layers in {time.perf_counter() - t0:.1f} s")
     return client
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = _slice(base)
         now_ms = int(time.time() * 1000) // HOUR_MS * HOUR_MS
         client = _load(settings, args.events, now_ms)
-        wm_ms = now_ms - 12 * HOUR_MS + 23 * 60_000
+        wm_ms = now_ms - 12 * HOUR_MS + 23 * MINUTE_MS
         q = ("revenue", "store_id", format_ts(now_ms - 24 * HOUR_MS), format_ts(now_ms), "hour")
         engine = QueryEngine(settings, clickhouse=client)
         nocache = QueryEngine(settings, clickhouse=client, cache_entries=0)

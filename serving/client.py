@@ -267,14 +267,15 @@ class HttpClient(_Base):
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
-    def _call(self, method: str, path: str, params: dict[str, Any], *, raw: bool = False) -> Any:
+    def _call(self, method: str, path: str, params: dict[str, str | None]) -> bytes:
+        """The body of a 200 answer; any other answer as the exception it stands for."""
         clean = {k: v for k, v in params.items() if v is not None}
         try:
             r = self._http.request(method, path, params=clean)
         except httpx.HTTPError as exc:
             raise DaemonError(f"the daemon at {self.url} did not answer: {exc}") from exc
         if r.status_code == 200:
-            return r.content if raw else orjson.loads(r.content)
+            return r.content
         try:
             detail = r.json().get("detail", r.text)
         except ValueError:
@@ -310,15 +311,17 @@ class HttpClient(_Base):
                 "strict": "true" if strict else None,
                 "format": "arrow",
             },
-            raw=True,
         )
         return QueryResult.from_arrow_ipc(data, metric, granularity, _by_tuple(metric, by))
 
+    def _json(self, method: str, path: str, params: dict[str, str | None]) -> dict[str, Any]:
+        return dict(orjson.loads(self._call(method, path, params)))
+
     def status(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/status", {}))
+        return self._json("GET", "/status", {})
 
     def run_job(self, kind: str, start: TimeArg = None, end: TimeArg = None) -> dict[str, Any]:
-        return dict(self._call("POST", f"/jobs/{kind}", {"start": _iso(start), "end": _iso(end)}))
+        return self._json("POST", f"/jobs/{kind}", {"start": _iso(start), "end": _iso(end)})
 
     def close(self) -> None:
         self._http.close()

@@ -40,10 +40,10 @@ from lambda_rt.clients.kafka import make_producer
 from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_batches
+from lambda_rt.vocabulary import DAY_MS
 
 __all__ = ["PRODUCER_OVERRIDES", "Traffic", "TrafficPlan"]
 
-_DAY_MS = 86_400_000
 _SLICE_S = 0.05
 _LIVE_SPAN_MS = 2_000
 
@@ -153,7 +153,7 @@ class Traffic(threading.Thread):
                     GeneratorConfig(
                         seed=self.plan.seed + 1,
                         end_ms=now_ms,
-                        span_ms=self.plan.backlog_days * _DAY_MS,
+                        span_ms=self.plan.backlog_days * DAY_MS,
                         bad_fraction=self.plan.bad_fraction,
                     )
                 )
