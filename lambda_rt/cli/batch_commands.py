@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
     @batch.command("run")
     def run(
         ctx: typer.Context,
-        job: BatchJob = typer.Argument(..., help="The job: " + ", ".join(RUNNABLE_JOBS)),
+        job: BatchJob = typer.Argument(..., help="The job to run (all: recompute, then tier)."),
         start: str | None = typer.Option(None, "--start", help="Backfill from this ISO time (recompute)."),
         end: str | None = typer.Option(None, "--end", help="Backfill up to this ISO time (recompute)."),
     ) -> None:
