@@ -20,14 +20,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lambda_rt.vocabulary import HOUR_MS, MINUTE_MS
-from speed_layer.keys import META_BATCHES, META_EVENTS, META_MESSAGES, SpeedKeys
+from speed_layer.keys import (
+    BUCKET_SUFFIXES,
+    META_BATCHES,
+    META_EVENTS,
+    META_MESSAGES,
+    SpeedKeys,
+    bucket_width_s,
+)
 
 __all__ = ["BatchDelta", "aggregate", "offset_ranges"]
 
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 
-_GRAN_MS = (("m", MINUTE_MS), ("h", HOUR_MS))  # the key suffixes of speed_layer.keys.BUCKET_SUFFIXES
+_GRAN_MS = tuple((suffix, bucket_width_s(suffix) * 1000) for suffix in BUCKET_SUFFIXES)
 _PACK_LIMIT = 1 << 62  # composite int64 keys must stay below this
 
 
