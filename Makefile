@@ -28,9 +28,11 @@ status: install
 demo: install
 	$(BIN)/lambda-rt demo
 
+# lint-imports checks the layering contracts of pyproject.toml ([tool.importlinter]).
 lint: install
 	$(BIN)/ruff check lambda_rt speed_layer batch_layer serving tests bench
 	$(BIN)/ruff format --check lambda_rt speed_layer batch_layer serving tests bench
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

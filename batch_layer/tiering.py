@@ -3,7 +3,7 @@
 A move takes one UTC day of one tier to the next. It is a small state machine
 whose state is the manifest row (``tier_moves``, ReplacingMergeTree by
 ``move_id``); every step is safe to redo, and readers
-(:mod:`batch_layer.tiers`) see each row exactly once at every step:
+(:mod:`batch_layer.visibility`) see each row exactly once at every step:
 
 1. **start** - write the manifest row, state ``started``.
 2. **claim** - ``ALTER TABLE <src> MOVE PARTITION <day> TO TABLE <src>_outbox``
@@ -46,7 +46,7 @@ from batch_layer.tables import (
     TIER_MOVES,
     ensure_tables,
 )
-from batch_layer.tiers import COMMITTED, cold_http_url
+from batch_layer.visibility import COMMITTED, cold_http_url
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
 

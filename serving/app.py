@@ -11,8 +11,10 @@ figures; ``POST /jobs/{kind}`` runs a batch job in the daemon (what
 ``Authorization: Bearer <token>``. The OpenAPI document is checked in as
 ``serving/openapi.json`` (``python -m serving.app`` prints it).
 
-The app holds no engine of its own: the daemon passes one in (the tests and
-``python -m serving.app`` build it without any).
+The app holds no engine of its own: the daemon (:mod:`lambda_rt.daemon`)
+passes in an :class:`AppBackend` (the tests and ``python -m serving.app``
+build it without any). :func:`create_app` is the one function that builds the
+app: a new route goes there.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from __future__ import annotations
 import hmac
 import json
 import sys
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -30,23 +31,37 @@ from fastapi.responses import JSONResponse, Response
 from lambda_rt.errors import LambdaRTError
 from serving.errors import CoverageHoleError, InvalidQueryError
 
-__all__ = ["API_VERSION", "ARROW_MEDIA_TYPE", "create_app", "openapi_document"]
+__all__ = ["API_VERSION", "ARROW_MEDIA_TYPE", "AppBackend", "create_app", "openapi_document"]
 
 API_VERSION = "1"
 ARROW_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 
 
-class _Backend:
+class AppBackend(Protocol):
     """What the routes call; the daemon provides the real one."""
 
-    query: Callable[..., bytes | dict[str, Any]]  # the JSON body, or the object to encode
-    status: Callable[[], dict[str, Any]]
-    run_job: Callable[[str, str | None, str | None], dict[str, Any]]
-    metrics: Callable[[], bytes]
+    def query(
+        self,
+        metric: str,
+        by: str | None,
+        start: str | None,
+        end: str | None,
+        granularity: str,
+        strict: bool,
+        fmt: str = "json",
+    ) -> bytes | dict[str, Any]:
+        """The body: JSON or Arrow IPC bytes, or an object to encode as JSON."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def run_job(self, kind: str, start: str | None, end: str | None) -> dict[str, Any]: ...
+
+    def metrics(self) -> bytes: ...
 
 
-def create_app(backend: Any | None = None, token: str | None = None) -> FastAPI:
-    """The FastAPI app; ``backend`` has ``query``, ``status``, ``run_job`` and ``metrics``."""
+def create_app(backend: AppBackend | None = None, token: str | None = None) -> FastAPI:
+    """The FastAPI app over ``backend`` (``None``: every route but ``/healthz`` answers 503)."""
     app = FastAPI(
         title="lambda-rt serving",
         version=API_VERSION,
@@ -60,7 +75,7 @@ def create_app(backend: Any | None = None, token: str | None = None) -> FastAPI:
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise HTTPException(status_code=401, detail="missing or wrong bearer token")
 
-    def need() -> Any:
+    def need() -> AppBackend:
         if backend is None:
             raise HTTPException(status_code=503, detail="no engine")
         return backend

@@ -46,6 +46,7 @@ from batch_layer.views import redis_watermark_key
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
+from lambda_rt.vocabulary import HOUR_MS
 from serving.batch_copy import BatchCopy
 from serving.batch_view import BatchState, BatchStateReader, read_batch_pieces
 from serving.cache import ResultCache
@@ -57,11 +58,12 @@ from serving.spec import QuerySpec, format_ts, make_spec
 from serving.speed_view import (
     EVENT_TYPE_NAMES,
     Columns,
-    SpeedState,
+    SpeedSnapshot,
     key_buckets,
     read_speed_pieces,
-    read_speed_state,
+    read_speed_snapshot,
 )
+from serving.status import status_of
 from speed_layer.keys import SpeedKeys
 
 __all__ = ["REBUILDING_REASON", "STATE_LOST_REASON", "Prepared", "QueryEngine", "find_holes"]
@@ -76,7 +78,7 @@ class Prepared:
 
     plan: Plan
     batch: BatchState
-    speed: SpeedState
+    speed: SpeedSnapshot
     holes: tuple[Hole, ...]
 
     def cache_key(self) -> tuple[object, ...]:
@@ -89,7 +91,7 @@ class Prepared:
         )
 
 
-def find_holes(plan: Plan, speed: SpeedState, settings: Settings, now_ms: int) -> tuple[Hole, ...]:
+def find_holes(plan: Plan, speed: SpeedSnapshot, settings: Settings, now_ms: int) -> tuple[Hole, ...]:
     """Speed pieces that the speed view cannot be trusted to hold.
 
     - Before the speed layer applied anything, all its pieces are holes.
@@ -102,7 +104,7 @@ def find_holes(plan: Plan, speed: SpeedState, settings: Settings, now_ms: int) -
       starts; a key bucket starting before ``now - retention + future`` may be
       gone.
     """
-    retention_ms = settings.speed.retention_hours * 3_600_000
+    retention_ms = settings.speed.retention_hours * HOUR_MS
     horizon = now_ms - retention_ms + settings.speed.max_event_future_ms
     holes: list[Hole] = []
     whole = None
@@ -122,7 +124,7 @@ def find_holes(plan: Plan, speed: SpeedState, settings: Settings, now_ms: int) -
         if not buckets or buckets[0] * 1000 >= horizon:
             continue
         unsafe_last = max(b for b in buckets if b * 1000 < horizon)
-        width = 60_000 if p.granularity == "minute" else 3_600_000
+        width = buckets.step * 1000  # the Redis bucket width (a day piece reads hour keys)
         end = min(p.end_ms, unsafe_last * 1000 + width)
         # a distinct-count target bucket is read whole: widen to its end
         end = min(p.end_ms, -(-end // plan.spec.width_ms) * plan.spec.width_ms)
@@ -196,7 +198,7 @@ class QueryEngine:
         """Steps 1-2: states, plan and holes (no data read yet)."""
         with self._ch_lock:
             batch = self.batch_state.state()
-        speed = read_speed_state(self.redis, self.keys, self._wm_key)
+        speed = read_speed_snapshot(self.redis, self.keys, self._wm_key)
         plan = make_plan(spec, batch.watermark_ms)
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         return Prepared(plan, batch, speed, find_holes(plan, speed, self.settings, now))
@@ -314,6 +316,11 @@ class QueryEngine:
             "misses": self.cache.misses,
             "batch_copy": self.batch_copy.stats(),
         }
+
+    def status(self) -> dict[str, Any]:
+        """Watermark, tier sizes, job history and cache figures (``GET /status``)."""
+        with self._ch_lock:
+            return status_of(self.clickhouse, self.stats())
 
 
 def _merge_ranges(ranges: tuple[LayerRange, ...]) -> tuple[LayerRange, ...]:

@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from lambda_rt.events.schema import METRICS
+from lambda_rt.vocabulary import DIMENSIONS, GRANULARITY_MS, METRICS
 from serving.errors import InvalidQueryError
 
 __all__ = [
     "DEFAULT_SPAN",
-    "GRANULARITY_MS",
     "METRIC_DIMENSIONS",
     "METRIC_EVENT_TYPE",
     "QuerySpec",
@@ -27,17 +26,10 @@ __all__ = [
     "parse_time",
 ]
 
-GRANULARITY_MS: dict[str, int] = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 DEFAULT_SPAN = timedelta(hours=24)
 
 METRIC_DIMENSIONS: dict[str, tuple[str, ...]] = {
-    "events": ("store_id", "event_type"),
-    "orders": ("store_id", "event_type"),
-    "revenue": ("store_id", "event_type"),
-    "refunds": ("store_id", "event_type"),
-    "payment_failures": ("store_id", "event_type"),
-    "unique_customers": ("store_id", "event_type"),
-    "inventory_delta": ("store_id", "product_id"),
+    m: ("store_id", "product_id") if m == "inventory_delta" else DIMENSIONS for m in METRICS
 }
 """Dimensions a metric may be grouped by (in canonical column order)."""
 

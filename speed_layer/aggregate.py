@@ -19,16 +19,22 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from speed_layer.keys import META_BATCHES, META_EVENTS, META_MESSAGES, SpeedKeys
+from lambda_rt.vocabulary import HOUR_MS, MINUTE_MS
+from speed_layer.keys import (
+    BUCKET_SUFFIXES,
+    META_BATCHES,
+    META_EVENTS,
+    META_MESSAGES,
+    SpeedKeys,
+    bucket_width_s,
+)
 
 __all__ = ["BatchDelta", "aggregate", "offset_ranges"]
 
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 
-_MINUTE_MS = 60_000
-_HOUR_MS = 3_600_000
-_GRAN_MS = (("m", _MINUTE_MS), ("h", _HOUR_MS))
+_GRAN_MS = tuple((suffix, bucket_width_s(suffix) * 1000) for suffix in BUCKET_SUFFIXES)
 _PACK_LIMIT = 1 << 62  # composite int64 keys must stay below this
 
 
@@ -289,7 +295,7 @@ def _add_hlls(
     for the keys present in the batch.
     """
     n_types, n_stores = len(tnames), len(s_uniq)
-    minute, hour = ts // _MINUTE_MS, ts // _HOUR_MS
+    minute, hour = ts // MINUTE_MS, ts // HOUR_MS
     mmin, hmin = int(minute.min()), int(hour.min())
     n_min = int(minute.max()) - mmin + 1
     n_hour = int(hour.max()) - hmin + 1

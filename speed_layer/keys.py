@@ -79,11 +79,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+
+from lambda_rt.vocabulary import GRANULARITY_MS, Granularity
 
 __all__ = [
-    "ADDITIVE_METRICS",
-    "GRANULARITIES",
+    "BUCKET_SUFFIXES",
     "META_BATCHES",
     "META_EPOCH_STARTED",
     "META_EVENTS",
@@ -92,29 +92,23 @@ __all__ = [
     "META_MESSAGES",
     "META_REBUILDING",
     "META_REBUILT_MS",
-    "Granularity",
     "SpeedKeys",
     "bucket_start_s",
     "bucket_width_s",
     "epoch_key",
 ]
 
-Granularity = Literal["minute", "hour", "day"]
+BUCKET_SUFFIXES: tuple[str, ...] = ("m", "h")
+"""The key suffixes of the granularities kept in Redis: minute and hour (day is derived).
 
-GRANULARITIES: tuple[str, ...] = ("m", "h")
-"""Granularities maintained in Redis: minute and hour (day is derived)."""
+Additive metrics (:data:`lambda_rt.vocabulary.ADDITIVE_METRICS`) are stored as
+hash increments; ``unique_customers`` lives in HLL keys.
+"""
 
-ADDITIVE_METRICS: tuple[str, ...] = (
-    "events",
-    "orders",
-    "revenue",
-    "refunds",
-    "payment_failures",
-    "inventory_delta",
-)
-"""Metrics stored as hash increments; ``unique_customers`` lives in HLL keys."""
-
-_WIDTH_S = {"m": 60, "h": 3600, "minute": 60, "hour": 3600, "day": 86_400}
+_SUFFIX_OF = {"m": "minute", "h": "hour"}
+_WIDTH_S = {name: ms // 1000 for name, ms in GRANULARITY_MS.items()} | {
+    suffix: GRANULARITY_MS[name] // 1000 for suffix, name in _SUFFIX_OF.items()
+}
 
 META_LAST_APPLIED_MS = "last_applied_ms"
 META_MAX_EVENT_TS = "max_event_ts"

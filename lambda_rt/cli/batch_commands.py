@@ -16,14 +16,13 @@ import typer
 from lambda_rt.cli.errors import usage_error
 from lambda_rt.config import Settings
 from lambda_rt.signals import stop_event_on_signals
+from lambda_rt.vocabulary import RUNNABLE_JOBS
 
 __all__ = ["parse_iso", "register"]
 
 
-class BatchJob(StrEnum):
-    recompute = "recompute"
-    tier = "tier"
-    all = "all"
+# typer offers the choices of an Enum; its members are the vocabulary's job names
+BatchJob = StrEnum("BatchJob", {kind: kind for kind in RUNNABLE_JOBS})  # type: ignore[misc]
 
 
 def parse_iso(value: str | None, option: str) -> datetime | None:
@@ -93,7 +92,7 @@ def register(app: typer.Typer) -> None:
     @batch.command("run")
     def run(
         ctx: typer.Context,
-        job: BatchJob = typer.Argument(..., help="recompute, tier or all"),
+        job: BatchJob = typer.Argument(..., help="The job to run (all: recompute, then tier)."),
         start: str | None = typer.Option(None, "--start", help="Backfill from this ISO time (recompute)."),
         end: str | None = typer.Option(None, "--end", help="Backfill up to this ISO time (recompute)."),
     ) -> None:
@@ -101,9 +100,9 @@ def register(app: typer.Typer) -> None:
         lo, hi = parse_iso(start, "--start"), parse_iso(end, "--end")
         if lo is not None and hi is not None and hi <= lo:
             raise usage_error("--end must be after --start")
-        if job is BatchJob.tier and (lo or hi):
+        if job.value == "tier" and (lo or hi):
             raise usage_error("--start/--end apply to recompute (and all), not to tier")
-        from batch_layer.jobs import RecomputeJob, TierJob
+        from batch_layer.jobs import jobs_for
         from lambda_rt.cli.context import settings_of
         from lambda_rt.clients.clickhouse import open_clickhouse
 
@@ -111,13 +110,12 @@ def register(app: typer.Typer) -> None:
         if _run_through_daemon(settings, job.value, lo, hi):
             return
         client = open_clickhouse(settings)
-        if job is not BatchJob.tier and importlib.util.find_spec("bokeh") is None:
+        jobs = jobs_for(job.value, lo, hi)
+        if any(j.uses_dask for j in jobs) and importlib.util.find_spec("bokeh") is None:
             # The job prints its LocalCluster's dashboard link; without bokeh it is dead.
             typer.echo("Dask dashboard: not available (bokeh is not installed: pip install bokeh)", err=True)
-        if job in (BatchJob.recompute, BatchJob.all):
-            typer.echo(RecomputeJob(start=lo, end=hi).run(settings, client, progress=True).summary())
-        if job in (BatchJob.tier, BatchJob.all):
-            typer.echo(TierJob().run(settings, client, progress=True).summary())
+        for j in jobs:
+            typer.echo(j.run(settings, client, progress=True).summary())
 
     @batch.command("schedule")
     def schedule(ctx: typer.Context) -> None:

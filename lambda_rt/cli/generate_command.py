@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lambda_rt.cli.context import settings_of
 from lambda_rt.cli.errors import usage_error
+from lambda_rt.vocabulary import MINUTE_MS
 
 __all__ = ["register"]
 
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         gen = EventGenerator(
             GeneratorConfig(
-                seed=seed, bad_fraction=bad_fraction, span_ms=int(span_minutes * 60_000), end_ms=end_ms
+                seed=seed, bad_fraction=bad_fraction, span_ms=int(span_minutes * MINUTE_MS), end_ms=end_ms
             )
         )
         console = Console(stderr=True)

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         """Run the platform daemon: owns ClickHouse, hosts ingest + schedule, serves the HTTP API."""
         if port is not None and not 0 <= port < 65536:
             raise usage_error("--port must be a TCP port (0-65535)")
-        from serving.daemon import run_daemon
+        from lambda_rt.daemon import run_daemon
 
         run_daemon(settings_of(ctx), host=host, port=port, ingest=not no_ingest, schedule=not no_schedule)
 

@@ -38,7 +38,7 @@ def seed_hot(end_ms: int, n: int) -> dict[str, Any]:
 
 def tier_counts() -> dict[str, Any]:
     """What a reader sees (every tier, through the manifest) and where rows physically are."""
-    from batch_layer import tiers
+    from batch_layer import visibility
     from batch_layer.tables import ensure_tables
     from lambda_rt.clients.clickhouse import open_clickhouse
     from lambda_rt.config import load_settings
@@ -46,13 +46,13 @@ def tier_counts() -> dict[str, Any]:
     s = load_settings()
     c = open_clickhouse(s)
     ensure_tables(c)
-    snap = tiers.snapshot(c)
-    parts = ["SELECT event_id FROM (" + tiers.engine_sql(snap, 0, 2**62, ("event_id",)) + ")"]
+    snap = visibility.snapshot(c)
+    parts = ["SELECT event_id FROM (" + visibility.engine_sql(snap, 0, 2**62, ("event_id",)) + ")"]
     assert s.s3.access_key is not None and s.s3.secret_key is not None
     key, sec = s.s3.access_key.get_secret_value(), s.s3.secret_key.get_secret_value()
     for files in snap.cold_files.values():
         for f in files:
-            url = tiers.cold_http_url(s.s3, f)
+            url = visibility.cold_http_url(s.s3, f)
             parts.append(f"SELECT event_id FROM s3('{url}', '{key}', '{sec}', 'Parquet')")
     sql = "SELECT count(), uniqExact(event_id) FROM (" + " UNION ALL ".join(parts) + ")"
     n, distinct = c.query(sql).result_rows[0]

@@ -21,11 +21,12 @@ import pandas as pd
 
 from batch_layer.ingest import to_hot_table
 from batch_layer.tables import EVENTS_HOT, ensure_tables
-from batch_layer.views import GRANULARITY_MS, METRIC_COLUMNS, read_batch_view
+from batch_layer.views import METRIC_COLUMNS, read_batch_view
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.events.validate import validate_batch
 from lambda_rt.testing import oracle_metrics
+from lambda_rt.vocabulary import GRANULARITY_MS
 
 END = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 END_MS = int(END.timestamp() * 1000)
