@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "EngineLockedError",
+    "JobRunningError",
     "LambdaRTError",
     "PortInUseError",
     "ServiceBinaryMissingError",
@@ -44,3 +45,17 @@ class PortInUseError(LambdaRTError):
 
 class EngineLockedError(LambdaRTError):
     """The embedded ClickHouse (chDB) data directory is owned by another process."""
+
+
+class JobRunningError(LambdaRTError):
+    """A batch job was refused because another run of the same job holds its lock.
+
+    Overlapping runs are refused, not queued; the caller may retry once the
+    running one is done. Defined here, in the foundation, because it crosses the
+    HTTP boundary: the daemon answers it with 409 and ``serving.HttpClient``
+    raises this same type again, so callers catch one type in or out of process.
+    """
+
+    def __init__(self, message: str, job: str = "") -> None:
+        super().__init__(message)
+        self.job = job

@@ -38,7 +38,7 @@ def run_job(
 
     Raises:
         InvalidQueryError: unknown kind or bad time.
-        JobOverlapError: the same job is already running (from the batch layer).
+        JobRunningError: the same job is already running (the daemon answers 409).
     """
     if kind not in JOB_KINDS:
         raise InvalidQueryError(f"unknown job {kind!r}: use recompute, tier or all")
