@@ -20,6 +20,8 @@ key                                         type    content
 ``P:agg:G:B:refunds``                       hash    ``"{store_id}"`` -> sum amount_cents (refund)
 ``P:agg:G:B:payment_failures``              hash    ``"{store_id}"`` -> count payment status=failed
 ``P:agg:G:B:inventory_delta``               hash    ``"{store_id}:{product_id}"`` -> sum delta
+``P:agg:G:B:shed``                          hash    ``"{store_id}:{event_type}"`` -> events shed (not in
+                                                    the buckets above: serving marks them inexact)
 ``P:hll:G:B``                               HLL     customer_id of every valid event
 ``P:hll:G:B:t:{event_type}``                HLL     customer_id per event type
 ``P:hll:h:B:s:{store_id}``                  HLL     customer_id per store (hour only)
@@ -92,6 +94,7 @@ __all__ = [
     "META_MESSAGES",
     "META_REBUILDING",
     "META_REBUILT_MS",
+    "SHED",
     "Granularity",
     "SpeedKeys",
     "bucket_start_s",
@@ -113,6 +116,15 @@ ADDITIVE_METRICS: tuple[str, ...] = (
     "inventory_delta",
 )
 """Metrics stored as hash increments; ``unique_customers`` lives in HLL keys."""
+
+SHED = "shed"
+"""The bucket hash (``agg(G, B, SHED)``) counting events shed from the speed path.
+
+Load shedding drops configured event types from the speed path only (the batch
+path gets everything), so a bucket's metrics that count those types are short
+by what this hash holds until the batch view covers the bucket. It lives with
+the bucket hashes: same TTL, and wiped with them when the view is rebuilt.
+"""
 
 _WIDTH_S = {"m": 60, "h": 3600, "minute": 60, "hour": 3600, "day": 86_400}
 
