@@ -21,6 +21,7 @@ batch ingest and schedule.
 
 from __future__ import annotations
 
+from lambda_rt.errors import JobRunningError
 from serving.client import DAEMON_FILE, HttpClient, LocalClient, ServingClient, connect, find_daemon
 from serving.errors import CoverageHoleError, DaemonError, InvalidQueryError, ServingError
 from serving.result import Coverage, QueryResult
@@ -33,6 +34,7 @@ __all__ = [
     "DaemonError",
     "HttpClient",
     "InvalidQueryError",
+    "JobRunningError",
     "LocalClient",
     "QueryResult",
     "QuerySpec",
