@@ -25,10 +25,10 @@ OWN_PACKAGES: tuple[str, ...] = ("lambda_rt", "speed_layer", "batch_layer", "ser
 
 
 class LogLevel(StrEnum):
-    debug = "DEBUG"
-    info = "INFO"
-    warning = "WARNING"
-    error = "ERROR"
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
 
 
 class LogFormat(StrEnum):
@@ -86,5 +86,5 @@ def configure_logging(
         handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     for name in OWN_PACKAGES:
-        logging.getLogger(name).setLevel(LogLevel(level).value)
+        logging.getLogger(name).setLevel(LogLevel(str(level).lower()).value.upper())
     return handler

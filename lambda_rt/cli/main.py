@@ -56,14 +56,14 @@ def _root(
         "--log-level",
         envvar="LAMBDA_RT_LOG_LEVEL",
         case_sensitive=False,
-        help="Level of lambda-rt's own log records on stderr [env LAMBDA_RT_LOG_LEVEL].",
+        help="Level of lambda-rt's own log records on stderr.",
     ),
     log_format: LogFormat = typer.Option(
         LogFormat.text,
         "--log-format",
         envvar="LAMBDA_RT_LOG_FORMAT",
         case_sensitive=False,
-        help="text, or json: one object per line for a log collector [env LAMBDA_RT_LOG_FORMAT].",
+        help="text, or json: one object per line for a log collector.",
     ),
 ) -> None:
     configure_logging(log_level, log_format)
