@@ -4,9 +4,11 @@ Library modules only call ``logging.getLogger(__name__)``; this module decides
 where the records go. One handler on the root logger writes to stderr (stdout
 stays the command's output: query results, JSON, summaries), as text for a
 person or as one JSON object per line for a log collector (``--log-format
-json``). ``--log-level`` sets the level of lambda-rt's own packages; every
-other library keeps the root's ``WARNING``, so an ``INFO`` default does not
-turn on their chatter (httpx logs each request at ``INFO``).
+json``). ``--log-level`` sets the level of lambda-rt's own packages; records
+of every other library pass only from ``WARNING`` up, whatever level the
+library gave its loggers, so an ``INFO`` default does not turn on their
+chatter (httpx logs each request at ``INFO``; distributed sets its loggers to
+``INFO`` and, finding a root handler, sends them all there).
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ class _Handler(logging.StreamHandler):
     """Marks the handler this module installed, so a second call replaces it."""
 
 
+def _own_or_warning(record: logging.LogRecord) -> bool:
+    """Own packages' records at their logger's level; other libraries' from WARNING up."""
+    return record.levelno >= logging.WARNING or record.name.partition(".")[0] in OWN_PACKAGES
+
+
 def configure_logging(
     level: LogLevel | str = LogLevel.info,
     fmt: LogFormat | str = LogFormat.text,
@@ -80,6 +87,7 @@ def configure_logging(
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
     handler = _Handler(stream if stream is not None else sys.stderr)
+    handler.addFilter(_own_or_warning)
     if LogFormat(fmt) is LogFormat.json:
         handler.setFormatter(JsonFormatter())
     else:

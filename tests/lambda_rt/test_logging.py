@@ -31,6 +31,10 @@ def test_json_format_is_one_object_per_line_for_own_packages_only(restore_loggin
     logging.getLogger("serving.daemon").info("listening on %s", "http://127.0.0.1:1")
     logging.getLogger("batch_layer.runtime").debug("below the level")
     logging.getLogger("httpx").info("HTTP Request: GET / 200")  # another library's INFO: not shown
+    chatty = logging.getLogger("a_library.scheduler")
+    chatty.setLevel(logging.INFO)  # as distributed does to its own loggers
+    chatty.info("State start")
+    chatty.warning("a worker died")
     try:
         raise ValueError("boom")
     except ValueError:
@@ -38,9 +42,10 @@ def test_json_format_is_one_object_per_line_for_own_packages_only(restore_loggin
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(d["logger"], d["level"], d["message"]) for d in lines] == [
         ("serving.daemon", "INFO", "listening on http://127.0.0.1:1"),
+        ("a_library.scheduler", "WARNING", "a worker died"),
         ("speed_layer.pipeline", "ERROR", "failed"),
     ]
-    assert lines[0]["ts"].endswith("Z") and "ValueError: boom" in lines[1]["exc"]
+    assert lines[0]["ts"].endswith("Z") and "ValueError: boom" in lines[-1]["exc"]
 
 
 def test_debug_level_and_text_format(restore_logging: None) -> None:
