@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	./scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,notebooks]'
 	touch $(STAMP)
 
 up: install

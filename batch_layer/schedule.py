@@ -19,11 +19,11 @@ import threading
 from contextlib import ExitStack
 from typing import Any
 
-from batch_layer.errors import JobOverlapError
 from batch_layer.jobs import jobs_for
 from batch_layer.runtime import dask_client
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
+from lambda_rt.errors import JobRunningError
 from lambda_rt.vocabulary import JOB_KINDS
 
 __all__ = ["BatchScheduler"]
@@ -54,7 +54,7 @@ class BatchScheduler:
             summary = job.run(self._settings, self._client, dask=dask).summary()
             self.runs[kind] += 1
             log.info("%s", summary)
-        except JobOverlapError as exc:
+        except JobRunningError as exc:
             log.warning("%s", exc)
         except Exception:
             self.errors[kind] += 1

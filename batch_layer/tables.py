@@ -40,6 +40,7 @@ __all__ = [
     "EVENTS_WARM",
     "EVENTS_WARM_OUTBOX",
     "EVENT_COLUMNS",
+    "EVENT_COLUMN_TYPES",
     "INGEST_LOG",
     "JOB_HISTORY",
     "LATE_EVENTS",
@@ -80,6 +81,8 @@ _EVENT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
 )
 EVENT_COLUMNS: tuple[str, ...] = tuple(c[0] for c in _EVENT_COLUMNS)
 """Raw event columns, in table order (``events_warm`` adds ``move_id``)."""
+EVENT_COLUMN_TYPES: dict[str, str] = {c[0]: c[1] for c in _EVENT_COLUMNS}
+"""Raw event column -> its ClickHouse type in the hot and warm tables."""
 
 _HOT_ORDER = "ORDER BY (event_type, ts)"
 _WARM_ORDER = "ORDER BY (store_id, event_type, ts)"

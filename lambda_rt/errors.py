@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ConfigError",
     "EngineLockedError",
+    "JobRunningError",
     "KafkaClientError",
     "LambdaRTError",
     "PortInUseError",
@@ -62,3 +63,17 @@ class KafkaClientError(LambdaRTError):
     def __init__(self, message: str, error: KafkaError) -> None:
         super().__init__(message)
         self.error: KafkaError = error
+
+
+class JobRunningError(LambdaRTError):
+    """A batch job was refused because another run of the same job holds its lock.
+
+    Overlapping runs are refused, not queued; the caller may retry once the
+    running one is done. Defined here, in the foundation, because it crosses the
+    HTTP boundary: the daemon answers it with 409 and ``serving.HttpClient``
+    raises this same type again, so callers catch one type in or out of process.
+    """
+
+    def __init__(self, message: str, job: str = "") -> None:
+        super().__init__(message)
+        self.job = job

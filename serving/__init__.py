@@ -22,6 +22,7 @@ daemon that hosts the ingest, the schedule and batch jobs on request is
 
 from __future__ import annotations
 
+from lambda_rt.errors import JobRunningError
 from serving.client import (
     DAEMON_FILE,
     HttpClient,
@@ -43,6 +44,7 @@ __all__ = [
     "HttpClient",
     "InvalidQueryError",
     "JobRunner",
+    "JobRunningError",
     "LocalClient",
     "QueryResult",
     "QuerySpec",

@@ -5,7 +5,8 @@ shape (or, with ``format=arrow``, the rows as an Arrow IPC stream with the
 coverage JSON in its schema metadata: what :class:`serving.HttpClient`
 uses); ``GET /status`` the watermark, tier sizes, job history and cache
 figures; ``POST /jobs/{kind}`` runs a batch job in the daemon (what
-``lambda-rt batch run`` uses while the daemon owns the engine); ``GET
+``lambda-rt batch run`` uses while the daemon owns the engine; 409 when the
+same job is already running); ``GET
 /metrics`` the Prometheus text; ``GET /healthz`` liveness. With
 ``settings.serve.token`` set every route but ``/healthz`` needs
 ``Authorization: Bearer <token>``. The OpenAPI document is checked in as
@@ -28,7 +29,7 @@ import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from lambda_rt.errors import LambdaRTError
+from lambda_rt.errors import JobRunningError, LambdaRTError
 from serving.errors import CoverageHoleError, InvalidQueryError
 
 __all__ = ["API_VERSION", "ARROW_MEDIA_TYPE", "AppBackend", "create_app", "openapi_document"]
@@ -84,9 +85,16 @@ def create_app(backend: AppBackend | None = None, token: str | None = None) -> F
     async def _invalid(_: Request, exc: InvalidQueryError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
+    # A 409's detail names its error type, so serving.HttpClient raises the same type again.
     @app.exception_handler(CoverageHoleError)
     async def _hole(_: Request, exc: CoverageHoleError) -> JSONResponse:
-        return JSONResponse(status_code=409, content={"detail": {"message": str(exc), "holes": exc.holes}})
+        detail = {"error": "CoverageHoleError", "message": str(exc), "holes": exc.holes}
+        return JSONResponse(status_code=409, content={"detail": detail})
+
+    @app.exception_handler(JobRunningError)
+    async def _job_running(_: Request, exc: JobRunningError) -> JSONResponse:
+        detail = {"error": "JobRunningError", "message": str(exc), "job": exc.job}
+        return JSONResponse(status_code=409, content={"detail": detail})
 
     @app.exception_handler(LambdaRTError)
     async def _error(_: Request, exc: LambdaRTError) -> JSONResponse:

@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings, load_settings
-from lambda_rt.errors import EngineLockedError
+from lambda_rt.errors import EngineLockedError, JobRunningError, LambdaRTError
 from serving.errors import CoverageHoleError, DaemonError, InvalidQueryError, ServingError
 from serving.result import QueryResult
 
@@ -274,17 +274,26 @@ class HttpClient(_Base):
             r = self._http.request(method, path, params=clean)
         except httpx.HTTPError as exc:
             raise DaemonError(f"the daemon at {self.url} did not answer: {exc}") from exc
-        if r.status_code == 200:
-            return r.content
+        try:
+            r.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            raise self._error_of(r) from exc
+        return r.content
+
+    def _error_of(self, r: httpx.Response) -> LambdaRTError:
+        """The exception the daemon raised, rebuilt from its answer (see ``serving.app``)."""
         try:
             detail = r.json().get("detail", r.text)
         except ValueError:
             detail = r.text
         if r.status_code == 422:
-            raise InvalidQueryError(str(detail))
+            return InvalidQueryError(str(detail))
         if r.status_code == 409 and isinstance(detail, dict):
-            raise CoverageHoleError(str(detail.get("message")), list(detail.get("holes", [])))
-        raise DaemonError(f"the daemon at {self.url} answered {r.status_code}: {detail}")
+            message = str(detail.get("message"))
+            if detail.get("error") == "JobRunningError":
+                return JobRunningError(message, job=str(detail.get("job") or ""))
+            return CoverageHoleError(message, list(detail.get("holes", [])))
+        return DaemonError(f"the daemon at {self.url} answered {r.status_code}: {detail}")
 
     def query_result(
         self,
@@ -321,6 +330,11 @@ class HttpClient(_Base):
         return self._json("GET", "/status", {})
 
     def run_job(self, kind: str, start: TimeArg = None, end: TimeArg = None) -> dict[str, Any]:
+        """Run a batch job in the daemon.
+
+        Raises:
+            JobRunningError: the daemon is already running that job (HTTP 409).
+        """
         return self._json("POST", f"/jobs/{kind}", {"start": _iso(start), "end": _iso(end)})
 
     def close(self) -> None:

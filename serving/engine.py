@@ -21,6 +21,12 @@ A cache hit returns the prebuilt :class:`QueryResult` itself (no copy: it is
 shared, treat it as read-only) after a dict lookup; the freshness check in
 front of it costs a ``stat`` of the batch tables and one Redis round trip.
 
+Under load the speed layer may shed low-priority event types from its path
+(never from the batch path): a speed bucket that shed events of a type the
+metric counts is named in ``coverage.shed_ranges`` with the counts, and the
+answer is not exact until the batch view covers it. The speed state's shed
+totals gate that read, so a view that never shed costs nothing more.
+
 The speed view is a hole while the speed layer rebuilds it after losing its
 state (``rebuilding`` = 1) and whenever its ``epoch`` key is missing (state
 lost and not noticed yet): see the state contract in :mod:`speed_layer.keys`.
@@ -53,13 +59,14 @@ from serving.cache import ResultCache
 from serving.errors import CoverageHoleError
 from serving.metrics import ServingMetrics
 from serving.plan import Piece, Plan, make_plan
-from serving.result import Coverage, Hole, LayerRange, QueryResult, SpeedFreshness
-from serving.spec import QuerySpec, format_ts, make_spec
+from serving.result import Coverage, Hole, LayerRange, QueryResult, ShedRange, SpeedFreshness
+from serving.spec import QuerySpec, counted_event_types, format_ts, make_spec
 from serving.speed_view import (
     EVENT_TYPE_NAMES,
     Columns,
     SpeedSnapshot,
     key_buckets,
+    read_shed,
     read_speed_pieces,
     read_speed_snapshot,
 )
@@ -279,15 +286,39 @@ class QueryEngine:
         approximate = tuple(
             LayerRange("speed", p.start_ms, p.end_ms) for p in speed if spec.metric == "unique_customers"
         )
+        shed = self._shed_ranges(prepared, speed)
         coverage = Coverage(
             batch_through_ms=prepared.batch.watermark_ms,
-            exact=not approximate and not prepared.holes,
+            exact=not approximate and not prepared.holes and not shed,
             ranges=tuple(LayerRange(*r) for r in plan.layer_ranges()),
             holes=prepared.holes,
             speed=freshness,
             approximate_ranges=_merge_ranges(approximate),
+            shed_ranges=shed,
         )
         return QueryResult(spec.metric, spec.granularity, spec.by, frame, coverage)
+
+    def _shed_ranges(self, prepared: Prepared, speed: list[Piece]) -> tuple[ShedRange, ...]:
+        """The speed pieces' buckets that lack shed events the metric counts, merged when adjacent.
+
+        Holes are left out: neither layer covers them, which they already say.
+        """
+        types = counted_event_types(prepared.plan.spec.metric) & frozenset(prepared.speed.shed)
+        if not speed or not types:
+            return ()
+        found = read_shed(self.redis, self.keys, speed, frozenset(types))
+        out: list[tuple[int, int, dict[str, int]]] = []
+        for start, end, counts in found:
+            if any(h.start_ms <= start and end <= h.end_ms for h in prepared.holes):
+                continue
+            if out and out[-1][1] == start:
+                last = out[-1][2]
+                for t, n in counts.items():
+                    last[t] = last.get(t, 0) + n
+                out[-1] = (out[-1][0], end, last)
+            else:
+                out.append((start, end, dict(counts)))
+        return tuple(ShedRange(s, e, tuple(sorted(c.items()))) for s, e, c in out)
 
     def _batch_half(self, prepared: Prepared, pieces: list[Piece]) -> Columns:
         """The batch pieces' rows: from the batch copy (loading what it lacks), else ClickHouse.

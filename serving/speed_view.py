@@ -34,6 +34,7 @@ from speed_layer.keys import (
     META_LAST_APPLIED_MS,
     META_MAX_EVENT_TS,
     META_REBUILDING,
+    SHED,
     SpeedKeys,
     bucket_width_s,
     epoch_key,
@@ -46,6 +47,7 @@ __all__ = [
     "SpeedSnapshot",
     "empty_columns",
     "key_buckets",
+    "read_shed",
     "read_speed_pieces",
     "read_speed_snapshot",
 ]
@@ -231,6 +233,38 @@ def _pairs(fields: list[bytes], n: int, *, types: bool) -> np.ndarray:
 def _pair(f: bytes, types: bool) -> tuple[int, int]:
     a, _, b = f.decode().partition(":")
     return int(a), (EVENT_TYPE_CODES.get(b, -1) if types else int(b))
+
+
+def read_shed(
+    client: redis.Redis, keys: SpeedKeys, pieces: list[Piece], event_types: frozenset[str]
+) -> list[tuple[int, int, dict[str, int]]]:
+    """Key buckets of the speed pieces that shed events of ``event_types``, in time order.
+
+    Each is ``(start_ms, end_ms, {event_type: events shed})``, read from the
+    ``SHED`` hashes (fields ``"{store_id}:{event_type}"``) in one pipeline.
+    """
+    pipe = client.pipeline(transaction=False)
+    spans: list[tuple[int, int]] = []
+    for piece in pieces:
+        gran, buckets = key_buckets(piece)
+        width_ms = 60_000 if gran == "m" else 3_600_000
+        for b in buckets:
+            pipe.hgetall(keys.agg(gran, b, SHED))
+            spans.append((b * 1000, b * 1000 + width_ms))
+    try:
+        replies: list[dict[bytes, bytes]] = pipe.execute() if spans else []
+    except redis.RedisError as exc:
+        raise ServiceUnavailableError(f"Redis (speed view) did not answer: {exc}") from exc
+    out: list[tuple[int, int, dict[str, int]]] = []
+    for (start, end), reply in zip(spans, replies, strict=True):
+        counts: dict[str, int] = {}
+        for f, v in reply.items():
+            event_type = f.decode().partition(":")[2]
+            if event_type in event_types:
+                counts[event_type] = counts.get(event_type, 0) + int(v)
+        if counts:
+            out.append((start, end, counts))
+    return out
 
 
 def _target_groups(piece: Piece) -> list[tuple[int, list[int]]]:

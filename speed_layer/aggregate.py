@@ -25,6 +25,7 @@ from speed_layer.keys import (
     META_BATCHES,
     META_EVENTS,
     META_MESSAGES,
+    SHED,
     SpeedKeys,
     bucket_width_s,
 )
@@ -198,6 +199,7 @@ def aggregate(
     partitions: I64,
     offsets: I64,
     extra_meta: dict[str, int] | None = None,
+    shed: pa.Table | None = None,
 ) -> BatchDelta:
     """Aggregate the valid events of one micro-batch into a :class:`BatchDelta`.
 
@@ -207,6 +209,8 @@ def aggregate(
         partitions, offsets: coordinates of *every* message of the batch
             (valid, rejected and shed), so the offset ranges cover them all.
         extra_meta: counters to add to ``P:meta`` (DLQ and shed counts).
+        shed: valid events shed from the speed path (not in ``table``):
+            counted per bucket, store and type in the ``SHED`` hashes.
     """
     delta = BatchDelta(offsets=offset_ranges(partitions, offsets))
     n = table.num_rows
@@ -215,6 +219,9 @@ def aggregate(
     if extra_meta:
         for k, v in extra_meta.items():
             delta.meta[k] = delta.meta.get(k, 0) + int(v)
+    b = _Builder(keys, delta)
+    if shed is not None and shed.num_rows:
+        _add_shed(b, shed)
     if n == 0:
         return delta
     ts = _col(table, "ts")
@@ -247,7 +254,6 @@ def aggregate(
         store_products = lambda codes: [  # noqa: E731
             f"{s_names[c // n_products]}:{p_names[c % n_products]}" for c in codes
         ]
-    b = _Builder(keys, delta)
     for gran, width_ms in _GRAN_MS:
         bucket = ts // width_ms
         b.add_hash(
@@ -276,6 +282,21 @@ def aggregate(
             )
     _add_hlls(b, keys, ts, tcode, tnames, s_code, s_uniq, _col(table, "customer_id"))
     return delta
+
+
+def _add_shed(b: _Builder, shed: pa.Table) -> None:
+    """Count the shed events per (bucket, store, type): the ``events`` field layout."""
+    ts = _col(shed, "ts")
+    tcode, tnames = _factorize(shed.column("event_type"))
+    s_uniq, s_code = _dense(_col(shed, "store_id"))
+    n_types, s_names = len(tnames), [str(s) for s in s_uniq.tolist()]
+
+    def names(codes: list[int]) -> list[str]:
+        return [f"{s_names[c // n_types]}:{tnames[c % n_types]}" for c in codes]
+
+    for gran, width_ms in _GRAN_MS:
+        label = s_code * n_types + tcode
+        b.add_hash(gran, [(SHED, None)], ts // width_ms, label, len(s_names) * n_types, names)
 
 
 def _add_hlls(

@@ -20,6 +20,8 @@ key                                         type    content
 ``P:agg:G:B:refunds``                       hash    ``"{store_id}"`` -> sum amount_cents (refund)
 ``P:agg:G:B:payment_failures``              hash    ``"{store_id}"`` -> count payment status=failed
 ``P:agg:G:B:inventory_delta``               hash    ``"{store_id}:{product_id}"`` -> sum delta
+``P:agg:G:B:shed``                          hash    ``"{store_id}:{event_type}"`` -> events shed (not in
+                                                    the buckets above: serving marks them inexact)
 ``P:hll:G:B``                               HLL     customer_id of every valid event
 ``P:hll:G:B:t:{event_type}``                HLL     customer_id per event type
 ``P:hll:h:B:s:{store_id}``                  HLL     customer_id per store (hour only)
@@ -92,6 +94,7 @@ __all__ = [
     "META_MESSAGES",
     "META_REBUILDING",
     "META_REBUILT_MS",
+    "SHED",
     "SpeedKeys",
     "bucket_start_s",
     "bucket_width_s",
@@ -109,6 +112,15 @@ _SUFFIX_OF = {"m": "minute", "h": "hour"}
 _WIDTH_S = {name: ms // 1000 for name, ms in GRANULARITY_MS.items()} | {
     suffix: GRANULARITY_MS[name] // 1000 for suffix, name in _SUFFIX_OF.items()
 }
+
+SHED = "shed"
+"""The bucket hash (``agg(G, B, SHED)``) counting events shed from the speed path.
+
+Load shedding drops configured event types from the speed path only (the batch
+path gets everything), so a bucket's metrics that count those types are short
+by what this hash holds until the batch view covers the bucket. It lives with
+the bucket hashes: same TTL, and wiped with them when the view is rebuilt.
+"""
 
 META_LAST_APPLIED_MS = "last_applied_ms"
 META_MAX_EVENT_TS = "max_event_ts"

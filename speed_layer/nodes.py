@@ -142,6 +142,7 @@ class shed_events(Stream):
             if drop_np.any():
                 counts = pc.value_counts(etype.filter(drop)).to_pylist()
                 x.shed_by_type.update({c["values"]: int(c["counts"]) for c in counts})
+                x.shed, x.shed_rows = x.table.filter(drop), x.rows[drop_np]
                 keep = ~drop_np
                 x.table = x.table.filter(pa.array(keep))
                 x.rows = x.rows[keep]
@@ -163,6 +164,7 @@ class aggregate_batch(Stream):
             partitions=x.raw.partitions,
             offsets=x.raw.offsets,
             extra_meta=x.extra_meta(),
+            shed=x.shed,
         )
         return self._emit((x, delta), metadata=metadata)
 
@@ -192,8 +194,12 @@ def _keep_rows(x: CheckedBatch, keep_raw: np.ndarray) -> tuple[CheckedBatch, int
         rows=remap[x.rows[keep_rows]],
         rejects=kept_rejects,
         dlq_by_reason=Counter(str(r.reason) for r in kept_rejects),  # type: ignore[attr-defined]
-        shed_by_type=x.shed_by_type,  # approximate after a replay: counted by the first applier
     )
+    if x.shed is not None:  # shed counts follow the messages this write still applies
+        keep_shed = keep_raw[x.shed_rows]
+        checked.shed = x.shed.filter(pa.array(keep_shed))
+        checked.shed_rows = remap[x.shed_rows[keep_shed]]
+        checked.shed_by_type = Counter(checked.shed.column("event_type").to_pylist())
     return checked, dropped
 
 
@@ -318,6 +324,7 @@ class apply_redis(Stream):
                 partitions=checked.raw.partitions,
                 offsets=checked.raw.offsets,
                 extra_meta=checked.extra_meta(),
+                shed=checked.shed,
             )
         else:  # pragma: no cover - would need 100 concurrent appliers racing
             raise RuntimeError("Redis kept rejecting the batch as stale")

@@ -96,3 +96,9 @@ def _print_table(result: object) -> None:
     )
     for hole in cov["holes"]:
         console.print(f"[bold red]hole[/] {hole['start']} .. {hole['end']}: {hole['reason']}")
+    for shed in cov["shed_ranges"]:
+        counts = ", ".join(f"{n:,} {t}" for t, n in shed["counts"].items())
+        console.print(
+            f"[yellow]shed[/] {shed['start']} .. {shed['end']}: the speed layer shed {counts} under load; "
+            "exact once the batch covers it"
+        )

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +42,8 @@ from serving.client import daemon_file
 from serving.engine import QueryEngine
 
 __all__ = ["Daemon", "run_daemon"]
+
+log = logging.getLogger(__name__)
 
 
 class Daemon:
@@ -118,7 +120,7 @@ class Daemon:
             fn(stop=self.stop)
         except Exception as exc:  # reported in /status, the API keeps serving
             self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-            print(f"lambda-rt serve: {name} stopped: {exc}", file=sys.stderr)
+            log.error("%s stopped: %s", name, exc, exc_info=exc)
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         self.stop.set()
@@ -184,7 +186,7 @@ def run_daemon(
             json.dumps({"url": url, "pid": os.getpid(), "started_at": time.time(), "auth": token is not None})
         )
         tmp.replace(path)
-        print(f"lambda-rt serve: listening on {url} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        log.info("listening on %s (pid %d)", url, os.getpid())
         server.run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -193,4 +195,4 @@ def run_daemon(
         daemon.shutdown()
         sock.close()
         restore_signal_handlers(previous)
-        print("lambda-rt serve: stopped", file=sys.stderr, flush=True)
+        log.info("stopped")

@@ -41,7 +41,7 @@ def run_job(
 
     Raises:
         InvalidQueryError: unknown kind or bad time.
-        JobOverlapError: the same job is already running (from the batch layer).
+        JobRunningError: the same job is already running (the daemon answers 409).
     """
     if kind not in RUNNABLE_JOBS:
         raise InvalidQueryError(

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import stamina
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -45,7 +46,7 @@ from lambda_rt.demo.chart import Sample, layer_of, revenue_chart
 from lambda_rt.demo.live_view import Poller, Snapshot, render
 from lambda_rt.demo.processes import Children, dask_dashboard
 from lambda_rt.demo.traffic import Traffic, TrafficPlan
-from lambda_rt.errors import LambdaRTError
+from lambda_rt.errors import JobRunningError, LambdaRTError
 from lambda_rt.stack import launcher
 from lambda_rt.stack.ports import free_port
 
@@ -315,19 +316,20 @@ def _check_exact(console: Console, before: int, after: int, produced: int, last:
 
 
 def _run_job(client: ServingClient, kind: str, console: Console, dashboard: str) -> dict[str, Any]:
-    from serving import DaemonError
+    """Run ``kind`` in the daemon; retried only while the daemon runs the same job.
 
+    A scheduled or earlier run holding the job's lock is refused with
+    :class:`JobRunningError` (HTTP 409, raised again by the client); any other
+    error ends the demo at once. Three attempts about 5 s apart, no overall
+    timeout: a job itself may take minutes.
+    """
     console.print(f"batch {kind}: {dashboard}")
-    for attempt in range(3):
-        try:
-            with console.status(f"batch {kind} running in the daemon..."):
-                out: dict[str, Any] = client.run_job(kind)
-            return out
-        except DaemonError as exc:
-            if "already running" not in str(exc) or attempt == 2:
-                raise
-            time.sleep(5)
-    raise AssertionError("unreachable")
+    for attempt in stamina.retry_context(
+        on=JobRunningError, attempts=3, timeout=None, wait_initial=5.0, wait_max=5.0, wait_jitter=0.0
+    ):
+        with attempt, console.status(f"batch {kind} running in the daemon..."):
+            out: dict[str, Any] = client.run_job(kind)
+    return out
 
 
 def run_demo(settings: Settings, options: DemoOptions, *, config_file: Path | None = None) -> None:

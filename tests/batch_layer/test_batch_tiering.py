@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from batch_layer.recompute import run_recompute
 from batch_layer.tables import EVENTS_HOT, EVENTS_HOT_OUTBOX, EVENTS_WARM, EVENTS_WARM_OUTBOX, TIER_MOVES
@@ -138,3 +139,75 @@ def test_crash_between_every_pair_of_steps_loses_and_duplicates_nothing(isolated
     assert final["states"] == {"done": 2} and final["cold_days"] == 1
     assert sum(final["where"].values()) == 0  # every row now lives only in the cold tier
     assert any("recorded" in s for s in seen_states) and any("copied" in s for s in seen_states)
+
+
+def test_a_copy_with_one_corrupted_column_is_refused_and_the_source_kept(ch: Client, isolated: Any) -> None:
+    """Same rows, same ``event_id``s, one column different: the move must not delete the source.
+
+    The corruption is a schema drift between tiers: ``events_warm.amount_cents``
+    narrowed to Int8, so the copy's ``INSERT ... SELECT`` silently wraps every
+    amount above 127. A checksum of row count and ``event_id`` alone passed it.
+    """
+    from batch_layer.errors import TierVerifyError
+    from batch_layer.visibility import engine_sql, snapshot
+
+    events = make_events(3_000, seed=23, span_ms=3_600_000)  # one day
+    assert (events["amount_cents"].fillna(0) > 127).any()
+    insert_events(ch, events)
+    ch.command(f"ALTER TABLE {EVENTS_WARM} MODIFY COLUMN amount_cents Int8")
+    warm_only = isolated.settings.model_copy(
+        update={"batch": isolated.settings.batch.model_copy(update={"warm_to_cold_after_s": 30 * 86_400})}
+    )
+    with pytest.raises(TierVerifyError, match="source kept"):
+        run_tier(warm_only, ch, now=END + timedelta(days=10))
+    counts = _counts(ch)
+    assert counts[EVENTS_HOT_OUTBOX] == len(events) and counts[EVENTS_WARM] == len(events)
+    states = ch.query(f"SELECT state FROM {TIER_MOVES} FINAL").result_rows
+    assert states == [("copied",)]  # never recorded: readers keep the source
+    snap = snapshot(ch)
+    seen = ch.query(f"SELECT count(), sum(amount_cents) FROM ({engine_sql(snap, 0, 2**62)})").result_rows[0]
+    assert seen == (len(events), int(events["amount_cents"].fillna(0).sum()))
+
+
+def test_row_checksum_is_the_same_on_parquet_and_clickhouse_and_sees_one_changed_value(
+    ch: Client, isolated: Any
+) -> None:
+    """The verify SQL on a cold Parquet copy (types inferred by ``s3()``) equals the table's;
+    one changed value, or a NULL where the table has ``''``, changes it (row count and
+    ``event_id`` unchanged)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from batch_layer.tables import EVENT_COLUMNS
+    from batch_layer.tiering import row_checksum_sql, write_cold_parquet
+    from batch_layer.visibility import cold_http_url
+    from lambda_rt.clients.s3 import make_s3fs
+
+    insert_events(ch, make_events(2_000, seed=24, span_ms=3_600_000))
+    s3 = isolated.settings.s3
+    make_s3fs(s3).mkdir(s3.bucket)
+    location = f"s3://{s3.bucket}/checksum/part.parquet"
+    key, secret = s3.access_key.get_secret_value(), s3.secret_key.get_secret_value()  # type: ignore[union-attr]
+    source = ch.query(f"SELECT {row_checksum_sql()} FROM {EVENTS_HOT}").result_rows[0]
+    cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
+    table = ch.query_arrow(f"SELECT {cols} FROM {EVENTS_HOT} ORDER BY store_id, ts", use_strings=True)
+
+    def copy_of(t: pa.Table) -> tuple[Any, ...]:
+        write_cold_parquet(isolated.settings, t, location)
+        fn = f"s3('{cold_http_url(s3, location)}', '{key}', '{secret}', 'Parquet')"
+        row = ch.query(f"SELECT {row_checksum_sql()}, sum(cityHash64(event_id)) FROM {fn}").result_rows[0]
+        return tuple(row)
+
+    exact = copy_of(table)
+    assert exact[:2] == source
+    i = table.column_names.index("session_id")
+    changed = table.column(i).to_pylist()
+    changed[7] = changed[7] + "x"
+    one_value = copy_of(table.set_column(i, "session_id", pa.array(changed, pa.string())))
+    assert one_value[0] == source[0] and one_value[2] == exact[2] and one_value[1] != source[1]
+    j = table.column_names.index("order_id")
+    blank = pc.equal(table.column(j), "").to_pylist().index(True)
+    nulled = table.column(j).to_pylist()
+    nulled[blank] = None
+    with_null = copy_of(table.set_column(j, "order_id", pa.array(nulled, pa.string())))
+    assert with_null[0] == source[0] and with_null[2] == exact[2] and with_null[1] != source[1]
