@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from batch_layer import visibility
 from batch_layer.aggregate import AGG_COLUMNS, inventory_sql, metrics_sql
+from batch_layer.staging import replace_day
 from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
-from lambda_rt.vocabulary import DAY_MS
 
 if TYPE_CHECKING:
     from batch_layer.recompute import RecomputeReport
@@ -71,20 +71,13 @@ def recompute_day_in_engine(
             (BATCH_METRICS, METRIC_COLS, metrics_sql(source, start_ms, end_ms, close_ms)),
             (BATCH_INVENTORY, INVENTORY_COLS, inventory_sql(source, start_ms, end_ms, close_ms)),
         ):
-            staging = f"{table}_staging"
-            client.command(f"ALTER TABLE {staging} DROP PARTITION '{day}'")
-            client.command(f"INSERT INTO {staging} ({cols}) {sql}")
-            n = int(
-                client.query(f"SELECT count() FROM {staging} WHERE toDate(bucket) = '{day}'").result_rows[0][
-                    0
-                ]
-            )
-            if n == 0:
-                client.command(f"ALTER TABLE {table} DROP PARTITION '{day}'")
-                continue
-            client.command(f"ALTER TABLE {table} REPLACE PARTITION '{day}' FROM {staging}")
-            client.command(f"ALTER TABLE {staging} DROP PARTITION '{day}'")
-            written += n
+
+            def fill(staging: str, cols: str = cols, sql: str = sql) -> int:
+                client.command(f"INSERT INTO {staging} ({cols}) {sql}")
+                rows = client.query(f"SELECT count() FROM {staging} WHERE toDate(bucket) = '{day}'")
+                return int(rows.result_rows[0][0])
+
+            written += replace_day(client, table, day, fill)
     return start_ms, written
 
 
@@ -109,8 +102,7 @@ def compute(
     try:
         futures = []
         for day in days:
-            s = visibility.day_start_ms(day)
-            e = min(s + DAY_MS, close_ms)
+            s, e = visibility.day_window(day, close_ms)
             src = source_sql(settings, snap, day, s, e)
             futures.append(
                 dc.submit(recompute_day_in_engine, key, src, day.isoformat(), s, e, close_ms, pure=False)

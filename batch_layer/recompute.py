@@ -29,9 +29,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pyarrow as pa
+
 from batch_layer import pushdown, state, visibility
 from batch_layer.aggregate import PartitionResult, aggregate_partition
 from batch_layer.runtime import crash_point, dask_client, dataset_lock, job_lock
+from batch_layer.staging import replace_day
 from batch_layer.tables import ensure_tables
 from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS, WATERMARK_KEY
 from lambda_rt.clients.clickhouse import Client
@@ -171,8 +174,7 @@ def _rows_per_tier(
     out: dict[str, int] = {"hot": 0, "warm": 0, "cold": 0}
     for d in days:
         out["cold"] += snap.cold_rows.get(d, 0)
-        s = visibility.day_start_ms(d)
-        e = min(s + DAY_MS, close_ms)
+        s, e = visibility.day_window(d, close_ms)
         rows = client.query(visibility.tier_count_sql(snap, s, e)).result_rows
         for tier, n in rows:
             out[tier] += int(n)
@@ -206,8 +208,7 @@ def _compute(
 
     def submit_next() -> None:
         day = pending.pop(0)
-        s = visibility.day_start_ms(day)
-        e = min(s + DAY_MS, close_ms)
+        s, e = visibility.day_window(day, close_ms)
         t = time.monotonic()
         rows = visibility.export_engine_rows(client, snap, s, e)
         _add(report, "export", t)
@@ -243,15 +244,13 @@ def write_day(client: Client, result: PartitionResult) -> int:
     day = _day_of(result.start_ms).isoformat()
     written = 0
     for table, data in ((BATCH_METRICS, result.metrics), (BATCH_INVENTORY, result.inventory)):
-        staging = f"{table}_staging"
-        client.command(f"ALTER TABLE {staging} DROP PARTITION '{day}'")
-        if data.num_rows == 0:
-            client.command(f"ALTER TABLE {table} DROP PARTITION '{day}'")
-            continue
-        client.insert_arrow(staging, data)
-        client.command(f"ALTER TABLE {table} REPLACE PARTITION '{day}' FROM {staging}")
-        client.command(f"ALTER TABLE {staging} DROP PARTITION '{day}'")
-        written += data.num_rows
+
+        def fill(staging: str, data: pa.Table = data) -> int:
+            if data.num_rows:
+                client.insert_arrow(staging, data)
+            return int(data.num_rows)
+
+        written += replace_day(client, table, day, fill)
     return written
 
 

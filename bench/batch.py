@@ -95,8 +95,7 @@ def _compute_only(settings: Settings, client: object, close_ms: int) -> float:
         client.command(f"CREATE TABLE IF NOT EXISTS bench_null_{table} AS {table} ENGINE = Null")  # type: ignore[attr-defined]
     t = time.monotonic()
     for day in days:
-        s = visibility.day_start_ms(day)
-        e = min(s + DAY_MS, close_ms)
+        s, e = visibility.day_window(day, close_ms)
         if s >= close_ms:
             continue
         src = pushdown.source_sql(settings, snap, day, s, e)

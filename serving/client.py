@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, overload
@@ -107,28 +109,25 @@ class JobRunner(Protocol):
     ) -> dict[str, Any]: ...
 
 
-class ServingClient(Protocol):
-    """What both clients offer."""
+@dataclass(frozen=True)
+class _Ask:
+    """One query's arguments as the caller gave them, unchecked (the engine checks them)."""
 
-    def query_result(
-        self,
-        metric: str,
-        by: ByArg = None,
-        start: TimeArg = None,
-        end: TimeArg = None,
-        granularity: str = "hour",
-        *,
-        strict: bool = False,
-    ) -> QueryResult: ...
-
-    def status(self) -> dict[str, Any]: ...
-
-    def run_job(self, kind: str, start: TimeArg = None, end: TimeArg = None) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
+    metric: str
+    by: ByArg
+    start: TimeArg
+    end: TimeArg
+    granularity: str
+    strict: bool
 
 
-class _Base:
+class ServingClient(ABC):
+    """What both clients offer; the query methods are written here once.
+
+    A client answers :meth:`_answer`; :meth:`query_result` and :meth:`query` are
+    the same for both.
+    """
+
     def query_result(
         self,
         metric: str,
@@ -139,7 +138,11 @@ class _Base:
         *,
         strict: bool = False,
     ) -> QueryResult:
-        raise NotImplementedError
+        """One merged metric with its coverage; the arguments are those of :meth:`query`."""
+        return self._answer(_Ask(metric, by, start, end, granularity, strict))
+
+    @abstractmethod
+    def _answer(self, ask: _Ask) -> QueryResult: ...
 
     @overload
     def query(
@@ -194,8 +197,14 @@ class _Base:
         result = self.query_result(metric, by, start, end, granularity, strict=strict)
         return result.to_arrow() if format == "arrow" else result.frame
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def status(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def run_job(self, kind: str, start: TimeArg = None, end: TimeArg = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
 
     def __enter__(self) -> Self:
         return self
@@ -204,7 +213,7 @@ class _Base:
         self.close()
 
 
-class LocalClient(_Base):
+class LocalClient(ServingClient):
     """Answers in this process; owns the embedded engine while open.
 
     ``jobs`` runs ``run_job`` here (the daemon's runner, ``lambda_rt.daemon.run_job``);
@@ -220,17 +229,8 @@ class LocalClient(_Base):
         self.jobs = jobs
         self.engine = QueryEngine(settings, cache_entries=cache_entries)
 
-    def query_result(
-        self,
-        metric: str,
-        by: ByArg = None,
-        start: TimeArg = None,
-        end: TimeArg = None,
-        granularity: str = "hour",
-        *,
-        strict: bool = False,
-    ) -> QueryResult:
-        return self.engine.query(metric, by, start, end, granularity, strict=strict)
+    def _answer(self, ask: _Ask) -> QueryResult:
+        return self.engine.query(ask.metric, ask.by, ask.start, ask.end, ask.granularity, strict=ask.strict)
 
     def status(self) -> dict[str, Any]:
         return self.engine.status()
@@ -259,7 +259,7 @@ def _iso(value: TimeArg) -> str | None:
     return value.isoformat()
 
 
-class HttpClient(_Base):
+class HttpClient(ServingClient):
     """Talks to a platform daemon's HTTP API."""
 
     def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 600.0) -> None:
@@ -295,16 +295,8 @@ class HttpClient(_Base):
             return CoverageHoleError(message, list(detail.get("holes", [])))
         return DaemonError(f"the daemon at {self.url} answered {r.status_code}: {detail}")
 
-    def query_result(
-        self,
-        metric: str,
-        by: ByArg = None,
-        start: TimeArg = None,
-        end: TimeArg = None,
-        granularity: str = "hour",
-        *,
-        strict: bool = False,
-    ) -> QueryResult:
+    def _answer(self, ask: _Ask) -> QueryResult:
+        by = ask.by
         by_str = by if isinstance(by, str) or by is None else ",".join(by)
         # Arrow, not JSON rows: decoding thousands of JSON rows into a frame costs more
         # than the whole cached answer on the daemon's side
@@ -312,16 +304,16 @@ class HttpClient(_Base):
             "GET",
             "/query",
             {
-                "metric": metric,
+                "metric": ask.metric,
                 "by": by_str,
-                "start": _iso(start),
-                "end": _iso(end),
-                "granularity": granularity,
-                "strict": "true" if strict else None,
+                "start": _iso(ask.start),
+                "end": _iso(ask.end),
+                "granularity": ask.granularity,
+                "strict": "true" if ask.strict else None,
                 "format": "arrow",
             },
         )
-        return QueryResult.from_arrow_ipc(data, metric, granularity, _by_tuple(metric, by))
+        return QueryResult.from_arrow_ipc(data, ask.metric, ask.granularity, _by_tuple(ask.metric, by))
 
     def _json(self, method: str, path: str, params: dict[str, str | None]) -> dict[str, Any]:
         return dict(orjson.loads(self._call(method, path, params)))

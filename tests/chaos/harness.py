@@ -39,11 +39,11 @@ from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_batches
 from lambda_rt.stack import launcher
 from lambda_rt.testing import oracle_frame, oracle_metrics, oracle_rejects
+from lambda_rt.vocabulary import METRICS
 from speed_layer.keys import SpeedKeys
 
 __all__ = [
     "FULL",
-    "METRICS",
     "Daemon",
     "MergedCheck",
     "applied_total",
@@ -65,15 +65,6 @@ __all__ = [
 ]
 
 FULL = os.environ.get("LAMBDA_RT_CHAOS", "reduced") == "full"
-METRICS = (
-    "events",
-    "orders",
-    "revenue",
-    "refunds",
-    "payment_failures",
-    "inventory_delta",
-    "unique_customers",
-)
 _BY = {"inventory_delta": "store_id,product_id", "unique_customers": ""}
 HLL_TOLERANCE = 0.03  # speed-layer distinct counts are HyperLogLog (~0.8% standard error)
 

@@ -42,11 +42,10 @@ from lambda_rt.clients.kafka import ensure_topics
 from lambda_rt.config import CREDENTIALS_FILE, STACK_FILE, Settings, load_settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_all
+from lambda_rt.vocabulary import DAY_MS, MINUTE_MS
 from tests.fixtures import stack_env
 from tests.notebooks.fixtures import NotebookWorld
 
-DAY_MS = 86_400_000
-MINUTE_MS = 60_000
 FRAUD_STORE = 7
 REFUND_STORES = (13, 21)
 

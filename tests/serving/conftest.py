@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from lambda_rt.config import Settings
-from tests.serving.fixtures import HOUR_MS, World, make_world
+from lambda_rt.vocabulary import HOUR_MS
+from tests.serving.fixtures import World, make_world
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,6 @@ from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_all
 from lambda_rt.testing import oracle_frame
 
-HOUR_MS = 3_600_000
-
 
 def slice_settings(stack: Settings, chdb: Settings, tag: str, **batch: Any) -> Settings:
     """``stack`` narrowed to a unique topic/groups/prefix/database (as ``isolated`` does)."""

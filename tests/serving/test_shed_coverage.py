@@ -23,11 +23,12 @@ from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.clients.kafka import ensure_topics
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
+from lambda_rt.vocabulary import HOUR_MS
 from serving.engine import QueryEngine
 from serving.result import Coverage
 from serving.spec import format_ts
 from speed_layer.keys import SpeedKeys
-from tests.serving.fixtures import HOUR_MS, World, generate, produce, run_layers, slice_settings
+from tests.serving.fixtures import World, generate, produce, run_layers, slice_settings
 
 
 @pytest.fixture(scope="module")

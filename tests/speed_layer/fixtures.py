@@ -16,6 +16,7 @@ import redis
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
 from lambda_rt.testing import oracle_frame, oracle_metrics
+from lambda_rt.vocabulary import ADDITIVE_METRICS
 
 
 def _hash_frames(client: redis.Redis, prefix: str, gran: str) -> dict[str, pd.DataFrame]:
@@ -58,14 +59,13 @@ _BY: dict[str, list[str]] = {
     "events": ["store_id", "event_type"],
     "inventory_delta": ["store_id", "product_id"],
 }
-ADDITIVE = ("events", "orders", "revenue", "refunds", "payment_failures", "inventory_delta")
 
 
 def oracle_view(values: Sequence[bytes], now: int, granularity: str = "minute") -> MetricSeries:
     """Every additive metric of ``values`` per ``lambda_rt.testing`` (the independent oracle)."""
     frame = oracle_frame(values, now_ms=now)
     out: MetricSeries = {}
-    for metric in ADDITIVE:
+    for metric in ADDITIVE_METRICS:
         by = _BY.get(metric, ["store_id"])
         df = oracle_metrics(frame, metric, by=by, granularity=granularity)
         df["bucket_s"] = (df["bucket"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
@@ -83,7 +83,7 @@ def view_metrics(settings: Settings, gran: str = "m") -> MetricSeries:
     """The speed view's additive metrics, keyed like :func:`expected_metrics`."""
     frames = speed_view(settings, gran)
     out: MetricSeries = {}
-    for metric in ADDITIVE:
+    for metric in ADDITIVE_METRICS:
         cols = ["bucket_s", *_BY.get(metric, ["store_id"])]
         df = frames.get(metric)
         if df is None:
