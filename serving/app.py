@@ -9,7 +9,8 @@ figures; ``POST /jobs/{kind}`` runs a batch job in the daemon (what
 /metrics`` the Prometheus text; ``GET /healthz`` liveness. With
 ``settings.serve.token`` set every route but ``/healthz`` needs
 ``Authorization: Bearer <token>``. The OpenAPI document is checked in as
-``serving/openapi.json`` (``python -m serving.app`` prints it).
+``serving/openapi.json`` (``python -m serving.app`` prints it). The live web
+dashboard (``/dashboard``, :mod:`serving.dashboard`) is mounted here too.
 
 The app holds no engine of its own: the daemon passes one in (the tests and
 ``python -m serving.app`` build it without any).
@@ -28,6 +29,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from lambda_rt.errors import LambdaRTError
+from serving.dashboard import dashboard_router
 from serving.errors import CoverageHoleError, InvalidQueryError
 
 __all__ = ["API_VERSION", "ARROW_MEDIA_TYPE", "create_app", "openapi_document"]
@@ -120,6 +122,8 @@ def create_app(backend: Any | None = None, token: str | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(content=need().metrics(), media_type="text/plain; version=0.0.4")
 
+    # the live web dashboard (/dashboard, outside the OpenAPI document): serving/dashboard/
+    app.include_router(dashboard_router(app, backend, auth, auth_required=token is not None))
     return app
 
 

@@ -34,6 +34,7 @@ from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.config import Settings
 from serving.app import create_app
 from serving.client import daemon_file
+from serving.dashboard import stop_live_streams
 from serving.engine import QueryEngine
 from serving.ops import run_job, status_of
 
@@ -176,6 +177,7 @@ def run_daemon(
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         server.should_exit = True  # uvicorn drains requests in flight, then run() returns
+        stop_live_streams(app)  # dashboard streams never finish by themselves
 
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     path = daemon_file(settings)
