@@ -168,7 +168,10 @@ def _platform(source: Source) -> dict[str, Any]:
         "available": True,
         "watermark": st.get("watermark"),
         "batch_lag_s": st.get("batch_lag_s"),
-        "tiers": st.get("tiers", {}),
+        "tiers": {
+            name: {**t, "compression": st.get("compression", {}).get(name)}
+            for name, t in st.get("tiers", {}).items()
+        },
         "jobs": list(st.get("jobs", []))[:10],
         "ingest": st.get("ingest", {}),
     }

@@ -74,8 +74,25 @@ class EngineSource:
         with self._lock:
             now = time.monotonic()
             if self._status is None or now - self._status[0] > self._status_ttl_s:
-                self._status = (now, self._host.status())
+                status = dict(self._host.status())
+                status["compression"] = self._compression()
+                self._status = (now, status)
             return self._status[1]
+
+    def _compression(self) -> dict[str, float]:
+        """Uncompressed / compressed bytes per ClickHouse table (``/status`` has bytes on disk only)."""
+        engine = self._engine
+        sql = (
+            "SELECT table, sum(data_uncompressed_bytes), sum(data_compressed_bytes) FROM system.parts "
+            "WHERE database = currentDatabase() AND active GROUP BY table"
+        )
+        try:
+            with engine._ch_lock:  # the engine's one-query-at-a-time lock on its client, as /status takes it
+                rows = engine.clickhouse.query(sql).result_rows
+        except Exception as exc:  # the tiers panel shows no ratio rather than failing
+            log.warning("compression figures unavailable: %s", exc)
+            return {}
+        return {str(t): round(int(u) / int(c), 2) for t, u, c in rows if int(c)}
 
     def speed_meta(self) -> dict[str, int]:
         engine = self._engine

@@ -251,6 +251,11 @@ def test_with_a_token_the_page_asks_for_it_and_keeps_it_out_of_urls(isolated: An
             page.wait_for_function("window.lambdaDashboard.connected", timeout=15_000)
             assert page.is_hidden("#token-form")
             assert not [u for u in watch.urls if token in u], "the token must never be in a URL"
+            # SIGTERM with a dashboard connected: its stream ends, the daemon stops cleanly and soon
+            t0 = time.monotonic()
+            stop_daemon(daemon)
+            assert time.monotonic() - t0 < 15, "an open dashboard stream held the daemon's stop"
             page.close()
     finally:
-        stop_daemon(daemon)
+        if daemon.proc.poll() is None:
+            stop_daemon(daemon)

@@ -163,11 +163,13 @@
       table(["layer", "from", "to", "why"], items, [false, false, false, false]));
     const p = snap.platform, tiers = $("tiers"), jobs = $("jobs");
     if (!p.available) { empty(tiers, p.note); empty(jobs, p.note); return; }
+    const TIER = { events_hot: "hot (ClickHouse)", events_warm: "warm (ClickHouse)", cold: "cold (S3 Parquet)" };
     const tierRows = Object.entries(p.tiers).map(([name, t]) => ({
-      cells: [name, fmt.int(t.rows || 0), t.bytes !== undefined ? fmt.int(t.bytes) : "–", t.bytes && t.rows ? (t.bytes / t.rows).toFixed(1) : (t.days !== undefined ? t.days + " days" : "–")],
+      cells: [TIER[name] || name + " (batch view)", fmt.int(t.rows || 0), t.bytes !== undefined ? fmt.int(t.bytes) : (t.days !== undefined ? t.days + " days" : "–"),
+        t.bytes && t.rows ? (t.bytes / t.rows).toFixed(1) : "–", t.compression ? t.compression.toFixed(1) + "×" : "–"],
     }));
     if (!tierRows.length) empty(tiers, "no data in any tier yet");
-    else tiers.replaceChildren(table(["tier / table", "rows", "bytes on disk", "bytes/row"], tierRows, [false, true, true, true]));
+    else tiers.replaceChildren(table(["tier / table", "rows", "bytes on disk", "bytes/row", "compression"], tierRows, [false, true, true, true, true]));
     if (!p.jobs.length) empty(jobs, "no batch job has run yet");
     else jobs.replaceChildren(table(["job", "status", "started", "ended", "rows"], p.jobs.map((j) => ({
       cells: [j.job, j.status + (j.error ? ": " + j.error : ""), j.started_at || "", j.ended_at || "", fmt.int(j.rows || 0)],
