@@ -154,7 +154,10 @@ def test_dashboard_shows_exact_live_totals(loaded: tuple[Any, RunningDaemon, lis
         watch = PageWatch()
         watch.attach(page)
         page.goto(f"{daemon.url}/dashboard?start={start}&end={end}")
-        page.wait_for_function("window.lambdaDashboard && window.lambdaDashboard.connected", timeout=15_000)
+        page.wait_for_function(
+            "window.lambdaDashboard && window.lambdaDashboard.connected && window.lambdaDashboard.chartsAt",
+            timeout=15_000,
+        )
 
         # 1. the headline equals the query API (minute and hour rows) and the oracle
         shown = _page_values(page)
