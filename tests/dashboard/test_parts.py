@@ -119,7 +119,7 @@ def test_routes_without_an_engine_and_with_a_token() -> None:
     client = TestClient(create_app())
     page = client.get("/dashboard")
     assert page.status_code == 200 and "plotly-" in page.text
-    src = page.text.split('<script src="')[1].split('"')[0]
+    src = page.text.split('<script id="plotly-js" src="')[1].split('"')[0]
     js = client.get(src)
     assert js.status_code == 200 and len(js.content) > 1_000_000 and "plotly" in js.text[:2000].lower()
     assert client.get("/dashboard/static/dashboard.js").status_code == 200
