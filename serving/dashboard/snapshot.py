@@ -51,13 +51,6 @@ def _store(frame: pd.DataFrame, store_id: int | None) -> pd.DataFrame:
     return frame[frame["store_id"] == store_id]
 
 
-def _within(frame: pd.DataFrame, vr: ViewRange) -> pd.DataFrame:
-    if frame.empty:
-        return frame
-    b = _ms(frame)
-    return frame[(b >= vr.start_ms) & (b < vr.end_ms)]
-
-
 def _layer_of(cov: Coverage, start: int, end: int) -> str:
     """``batch``, ``speed``, ``mixed`` (a bucket tiled across the watermark) or ``hole``."""
     if any(h.start_ms < end and start < h.end_ms for h in cov.holes):
@@ -123,10 +116,10 @@ def _uniques(source: Source, vr: ViewRange) -> dict[str, Any]:
 
 def _funnel(source: Source, vr: ViewRange) -> dict[str, Any]:
     try:
-        res = source.query("events", ("campaign_id", "event_type"), vr.start_ms, vr.end_ms, "minute")
+        res = source.query("events", ("campaign_id", "event_type"), vr.start_ms, vr.end_ms, vr.granularity)
     except InvalidQueryError:  # the campaign dimension does not exist in this build
         return {"available": False, "note": "no campaigns yet", "rows": []}
-    f = _within(res.frame, vr)
+    f = res.frame
     f = f[f["campaign_id"].astype(str) != ""] if not f.empty else f
     if f.empty:
         return {"available": False, "note": "no campaigns yet", "rows": []}

@@ -109,9 +109,9 @@
       { type: "scatter", mode: "lines", name: "lag (s, now − newest event applied)", x: l.t, y: l.lag_s, yaxis: "y2", line: { color: COLORS.speed } },
     ];
     Plotly.react("chart-live", traces, {
-      margin: { l: 50, r: 50, t: 10, b: 30 }, showlegend: true, legend: { orientation: "h", y: -0.2 }, uirevision: "keep",
-      xaxis: { type: "date" }, yaxis: { title: "events/s", rangemode: "tozero" },
-      yaxis2: { title: "lag s", overlaying: "y", side: "right", rangemode: "tozero" },
+      margin: { l: 60, r: 60, t: 10, b: 30 }, showlegend: true, legend: { orientation: "h", y: -0.2 }, uirevision: "keep",
+      xaxis: { type: "date" }, yaxis: { title: { text: "events/s" }, rangemode: "tozero" },
+      yaxis2: { title: { text: "lag (s)" }, overlaying: "y", side: "right", rangemode: "tozero" },
     }, plotConfig);
     const shed = Object.entries(l.shed || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
     $("live-note").textContent = `last applied ${l.last_applied || "never"} · newest event time ${l.max_event_time || "none"}` + (shed ? ` · shed: ${shed}` : "");
@@ -174,7 +174,7 @@
     else tiers.replaceChildren(table(["tier / table", "rows", "bytes on disk", "bytes/row", "compression"], tierRows, [false, true, true, true, true]));
     if (!p.jobs.length) empty(jobs, "no batch job has run yet");
     else jobs.replaceChildren(table(["job", "status", "started", "ended", "rows"], p.jobs.map((j) => ({
-      cells: [j.job, j.status + (j.error ? ": " + j.error : ""), j.started_at || "", j.ended_at || "", fmt.int(j.rows || 0)],
+      cells: [j.job, j.status + (j.error ? ": " + j.error : ""), (j.started_at || "").slice(0, 19), (j.ended_at || "").slice(0, 19), fmt.int(j.rows || 0)],
     })), [false, false, false, false, true]));
   }
 
