@@ -199,7 +199,8 @@ def build_snapshot(
     payments = int(ev.loc[ev["event_type"] == "payment", "value"].sum()) if not ev.empty else 0
     headline: dict[str, Any] = {m: int(f["value"].sum()) if not f.empty else 0 for m, f in totals.items()}
     headline["payments"] = payments
-    headline["failure_rate"] = round(headline["payment_failures"] / payments, 4) if payments else None
+    # unrounded: its data-value is the exact ratio of the two integers (the page rounds what it shows)
+    headline["failure_rate"] = headline["payment_failures"] / payments if payments else None
     cov = charts["revenue"].coverage
     headline["complete"] = all(r.coverage.complete for r in charts.values())
 

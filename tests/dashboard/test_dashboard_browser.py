@@ -63,6 +63,11 @@ def _oracle_totals(
     }
 
 
+def _oracle_payments(values: list[bytes], now_ms: int, start_ms: int, end_ms: int) -> int:
+    f = oracle_frame(values, now_ms=now_ms)
+    return int(((f["ts"] >= start_ms) & (f["ts"] < end_ms) & (f["event_type"] == "payment")).sum())
+
+
 def _api_totals(http: httpx.Client, start: str, end: str, store: int | None, gran: str) -> dict[str, int]:
     """The same numbers as the sum of ``GET /query``'s rows (what ``lambda-rt query`` prints)."""
     out = {}
@@ -163,6 +168,9 @@ def test_dashboard_shows_exact_live_totals(loaded: tuple[Any, RunningDaemon, lis
         shown = _page_values(page)
         assert shown == _api_totals(http, start, end, None, "minute")
         assert shown == _oracle_totals(values, now_ms, start_ms, end_ms, None)
+        payments = _oracle_payments(values, now_ms, start_ms, end_ms)
+        rate = page.get_attribute('[data-testid="failure-rate"]', "data-value")
+        assert rate is not None and float(rate) == shown["payment_failures"] / payments
         hour_start, hour_end = (
             format_ts(start_ms // 3_600_000 * 3_600_000),
             format_ts(-(-end_ms // 3_600_000) * 3_600_000),
