@@ -231,6 +231,7 @@
     if (resp.status === 401) { sessionStorage.removeItem(TOKEN_KEY); askToken("that token was refused"); return; }
     if (!resp.ok || !resp.body) {
       $("error").textContent = `the daemon answered ${resp.status}: ${await resp.text()}`;
+      if (resp.status >= 400 && resp.status < 500) { setLive(false, "stopped"); return; } // a bad range: fix the URL
       return retry();
     }
     $("token-form").hidden = true;
@@ -288,5 +289,6 @@
 
   const initial = JSON.parse($("initial-snapshot").textContent);
   if (initial) render(initial);
-  connect();
+  if ($("error").textContent.trim()) setLive(false, "fix the range in the URL"); // the server refused it
+  else connect();
 })();
