@@ -43,7 +43,7 @@ import httpx
 import psutil
 
 from bench._stack import bench_stack
-from lambda_rt.clients.kafka import ensure_topics, make_producer
+from lambda_rt.clients.kafka import KafkaProducer, ensure_topics
 from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_batches
@@ -95,7 +95,7 @@ def _load_avg() -> str:
 class _Producer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.producer = make_producer(settings.kafka)
+        self.producer = KafkaProducer(settings.kafka)
         self.seed = 100
 
     def send(self, n: int, span_ms: int, end_ms: int | None = None) -> None:
@@ -105,7 +105,7 @@ class _Producer:
         produce_batches(self.producer, self.settings.kafka.topic, [gen.batch(n)])
 
     def close(self) -> None:
-        self.producer.flush(10)
+        self.producer.close()
 
 
 def _start_daemon(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
