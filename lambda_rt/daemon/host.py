@@ -188,7 +188,7 @@ def run_daemon(
             json.dumps({"url": url, "pid": os.getpid(), "started_at": time.time(), "auth": token is not None})
         )
         tmp.replace(path)
-        log.info("listening on %s (pid %d)", url, os.getpid())
+        log.info("listening on %s (pid %d); live dashboard at %s/dashboard", url, os.getpid(), url)
         server.run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):
