@@ -169,7 +169,7 @@ def test_dashboard_shows_exact_live_totals(loaded: tuple[Any, RunningDaemon, lis
         assert shown == _api_totals(http, start, end, None, "minute")
         assert shown == _oracle_totals(values, now_ms, start_ms, end_ms, None)
         payments = _oracle_payments(values, now_ms, start_ms, end_ms)
-        rate = page.get_attribute('[data-testid="failure-rate"]', "data-value")
+        rate = page.get_attribute('[data-testid="failure-rate"]', "data-ratio")
         assert rate is not None and float(rate) == shown["payment_failures"] / payments
         hour_start, hour_end = (
             format_ts(start_ms // 3_600_000 * 3_600_000),

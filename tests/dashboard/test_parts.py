@@ -109,7 +109,8 @@ def test_the_page_carries_the_numbers_and_escapes_the_embedded_snapshot() -> Non
     }
     html = render_page(snap, auth_required=False, plotly_url="/p.js")
     assert 'data-testid="total-revenue" data-value="123456">$1,234.56<' in html
-    assert 'data-testid="failure-rate" data-value="0.25">25.00%<' in html
+    assert 'data-testid="failure-rate" data-ratio="0.25">25.00%<' in html
+    assert html.count("data-value=") == 4, "only the four integer headlines carry data-value"
     assert "</script><script>alert(1)" not in html
     shell = render_page(None, auth_required=True, plotly_url="/p.js")
     assert 'data-auth="token"' in shell and 'data-testid="total-events" data-value=""' in shell

@@ -57,7 +57,8 @@
     for (const [testid, name] of Object.entries(map)) {
       const node = document.querySelector(`[data-testid="${testid}"]`);
       const v = h[name];
-      node.dataset.value = v === null || v === undefined ? "" : String(v);
+      // data-value: the exact integer (the four counts); the rate's exact ratio is data-ratio
+      node.dataset[name === "failure_rate" ? "ratio" : "value"] = v === null || v === undefined ? "" : String(v);
       node.textContent = v === null || v === undefined ? "–" : (fmt[name] || fmt.int)(v);
     }
     $("complete-flag").dataset.complete = h.complete ? "true" : "false";
