@@ -27,7 +27,7 @@ import pytest
 from lambda_rt.testing import oracle_frame
 from serving.client import daemon_file
 from serving.spec import format_ts
-from tests.dashboard.browser import (
+from tests.dashboard.fixtures import (
     PageWatch,
     RunningDaemon,
     artifact_dir,

@@ -1,4 +1,4 @@
-"""Browser-test helpers: Debian's Chromium driven by Playwright, and a daemon subprocess.
+"""Dashboard test helpers: Debian's Chromium driven by Playwright, and a daemon subprocess.
 
 Playwright drives ``/usr/bin/chromium`` (installed by ``make install`` through
 ``scripts/install-system-deps.sh``); ``playwright install`` is never run (it
