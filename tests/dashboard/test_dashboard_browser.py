@@ -158,7 +158,9 @@ def test_dashboard_shows_exact_live_totals(loaded: tuple[Any, RunningDaemon, lis
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         watch = PageWatch()
         watch.attach(page)
-        page.goto(f"{daemon.url}/dashboard?start={start}&end={end}")
+        # the numbers are in the page when the network goes idle (the live stream opens after)
+        page.goto(f"{daemon.url}/dashboard?start={start}&end={end}", wait_until="networkidle", timeout=20_000)
+        assert _page_values(page) == _oracle_totals(values, now_ms, start_ms, end_ms, None)
         page.wait_for_function(
             "window.lambdaDashboard && window.lambdaDashboard.connected && window.lambdaDashboard.chartsAt",
             timeout=15_000,

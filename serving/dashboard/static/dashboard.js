@@ -6,6 +6,9 @@
 (function () {
   "use strict";
   const TOKEN_KEY = "lambda-rt-token";
+  // The first snapshot is in the HTML; the live stream (a request that never ends) opens once the
+  // page has settled, so tools that wait for the network to go idle see a finished page.
+  const SETTLE_MS = 1000;
   const COLORS = { batch: "#2563eb", speed: "#f59e0b", mixed: "#8b5cf6", hole: "#9ca3af" };
   const params = new URLSearchParams(location.search);
   const query = new URLSearchParams();
@@ -291,5 +294,6 @@
   const initial = JSON.parse($("initial-snapshot").textContent);
   if (initial) render(initial);
   if ($("error").textContent.trim()) setLive(false, "fix the range in the URL"); // the server refused it
-  else connect();
+  else if (document.readyState === "complete") setTimeout(connect, SETTLE_MS);
+  else window.addEventListener("load", () => setTimeout(connect, SETTLE_MS));
 })();
