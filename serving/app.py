@@ -10,7 +10,8 @@ same job is already running); ``GET
 /metrics`` the Prometheus text; ``GET /healthz`` liveness. With
 ``settings.serve.token`` set every route but ``/healthz`` needs
 ``Authorization: Bearer <token>``. The OpenAPI document is checked in as
-``serving/openapi.json`` (``python -m serving.app`` prints it).
+``serving/openapi.json`` (``python -m serving.app`` prints it). The live web
+dashboard (``/dashboard``, :mod:`serving.dashboard`) is mounted here too.
 
 The app holds no engine of its own: the daemon (:mod:`lambda_rt.daemon`)
 passes in an :class:`AppBackend` (the tests and ``python -m serving.app``
@@ -30,6 +31,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from lambda_rt.errors import JobRunningError, LambdaRTError
+from serving.dashboard import dashboard_router
 from serving.errors import CoverageHoleError, InvalidQueryError
 
 __all__ = ["API_VERSION", "ARROW_MEDIA_TYPE", "AppBackend", "create_app", "openapi_document"]
@@ -143,6 +145,8 @@ def create_app(backend: AppBackend | None = None, token: str | None = None) -> F
     def metrics() -> Response:
         return Response(content=need().metrics(), media_type="text/plain; version=0.0.4")
 
+    # the live web dashboard (/dashboard, outside the OpenAPI document): serving/dashboard/
+    app.include_router(dashboard_router(app, backend, auth, auth_required=token is not None))
     return app
 
 

@@ -39,6 +39,7 @@ from lambda_rt.daemon.jobs import run_job
 from lambda_rt.signals import install_signal_handlers, restore_signal_handlers
 from serving.app import create_app
 from serving.client import daemon_file
+from serving.dashboard import stop_live_streams
 from serving.engine import QueryEngine
 
 __all__ = ["Daemon", "run_daemon"]
@@ -175,6 +176,7 @@ def run_daemon(
 
     def _on_signal(_signum: int) -> None:
         server.should_exit = True  # uvicorn drains requests in flight, then run() returns
+        stop_live_streams(app)  # dashboard streams never finish by themselves
 
     previous = install_signal_handlers(_on_signal)
     path = daemon_file(settings)
@@ -186,7 +188,7 @@ def run_daemon(
             json.dumps({"url": url, "pid": os.getpid(), "started_at": time.time(), "auth": token is not None})
         )
         tmp.replace(path)
-        log.info("listening on %s (pid %d)", url, os.getpid())
+        log.info("listening on %s (pid %d); live dashboard at %s/dashboard", url, os.getpid(), url)
         server.run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -5,7 +5,8 @@ Steps, in order:
 1. bring the embedded stack up (or reuse it);
 2. start the platform daemon (``lambda-rt serve --no-schedule``: ingest + HTTP
    API; the demo triggers the batch jobs itself) and one speed-layer process,
-   as child processes (:mod:`lambda_rt.demo.processes`);
+   as child processes (:mod:`lambda_rt.demo.processes`), and print the live
+   dashboard's URL (``/dashboard`` on the daemon);
 3. produce a backlog of past days, then a capacity probe of live-like events,
    both as fast as the producer goes; measure what the producer and the speed
    layer sustained on the probe and choose the live base rate from that
@@ -372,6 +373,8 @@ def run_demo(settings: Settings, options: DemoOptions, *, config_file: Path | No
                 f"daemon at {url} (log {children.log_path('serve')}); speed layer metrics at "
                 f"http://127.0.0.1:{metrics_port}/metrics (log {children.log_path('speed')})"
             )
+            # before any traffic: the page shows the backlog land and the flash sale live
+            console.print(f"[bold]live dashboard: {url}/dashboard[/bold] (open it in a browser now)")
             poller = Poller(settings, daemon_url=url, metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
             client = serving.connect(settings, url=url)
             before = _events_total(client, options.plan.backlog_days)
