@@ -45,8 +45,17 @@ class _Backend:
     metrics: Callable[[], bytes]
 
 
-def create_app(backend: Any | None = None, token: str | None = None) -> FastAPI:
-    """The FastAPI app; ``backend`` has ``query``, ``status``, ``run_job`` and ``metrics``."""
+def create_app(
+    backend: Any | None = None,
+    token: str | None = None,
+    *,
+    graphql: Callable[[FastAPI], object] | None = None,
+) -> FastAPI:
+    """The FastAPI app; ``backend`` has ``query``, ``status``, ``run_job`` and ``metrics``.
+
+    ``graphql`` mounts ``/graphql`` on the app (the daemon passes
+    :func:`serving.api_hosting.graphql_mounter`'s; it is not in the OpenAPI document).
+    """
     app = FastAPI(
         title="lambda-rt serving",
         version=API_VERSION,
@@ -120,6 +129,8 @@ def create_app(backend: Any | None = None, token: str | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(content=need().metrics(), media_type="text/plain; version=0.0.4")
 
+    if graphql is not None:
+        graphql(app)
     return app
 
 

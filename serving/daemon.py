@@ -160,15 +160,21 @@ def run_daemon(
     port: int | None = None,
     ingest: bool = True,
     schedule: bool = True,
+    grpc_port: int | None = None,
+    grpc: bool = True,
 ) -> None:
     """Run until SIGTERM/SIGINT (see the module docstring for the order of steps)."""
     import uvicorn
 
+    from serving.api_hosting import graphql_mounter, start_grpc
+    from serving.apis import ApiBackend
+
     _Server = _make_server_class()
     daemon = Daemon(settings, ingest=ingest, schedule=schedule)
     token = settings.serve.token.get_secret_value() if settings.serve.token else None
-    app = create_app(daemon, token=token)
     h = host or settings.serve.host
+    apis = ApiBackend(query=daemon.engine.query, status=daemon.status)
+    app = create_app(daemon, token=token, graphql=graphql_mounter(settings, apis, token=token, host=h))
     sock = _bind(h, settings.serve.port if port is None else port)
     actual = sock.getsockname()[1]
     url = f"http://{'[' + h + ']' if ':' in h else h}:{actual}"
@@ -179,20 +185,33 @@ def run_daemon(
 
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     path = daemon_file(settings)
+    grpc_server = None
     try:
         daemon.start_background()
+        info: dict[str, Any] = {
+            "url": url,
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "auth": token is not None,
+        }
+        if grpc:  # serving.grpc_api beside uvicorn, on its own port and loop
+            grpc_server = start_grpc(settings, apis, token=token, host=h, port=grpc_port)
+            info.update(grpc=grpc_server.address, grpc_tls=grpc_server.tls)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"url": url, "pid": os.getpid(), "started_at": time.time(), "auth": token is not None})
-        )
+        tmp.write_text(json.dumps(info))
         tmp.replace(path)
-        print(f"lambda-rt serve: listening on {url} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        grpc_note = f", gRPC on {grpc_server.address}" if grpc_server is not None else ""
+        print(
+            f"lambda-rt serve: listening on {url}{grpc_note} (pid {os.getpid()})", file=sys.stderr, flush=True
+        )
         server.run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):
             if json.loads(path.read_text()).get("pid") == os.getpid():
                 path.unlink()
+        if grpc_server is not None:
+            grpc_server.stop()
         daemon.shutdown()
         sock.close()
         for signum, handler in previous.items():
