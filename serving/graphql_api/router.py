@@ -55,6 +55,10 @@ class _LoopbackIDE(GraphQLRouter[Any, None]):
         super().__init__(*args, **kwargs)
         self._expected = f"Bearer {token}".encode() if token else None
 
+    def encode_json(self, data: object) -> bytes:
+        # orjson: the stdlib encoder costs ~1 ms more on a day of hourly rows by store
+        return orjson.dumps(data)
+
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         client = getattr(request, "client", None)
         return super().should_render_graphql_ide(request) and is_loopback(getattr(client, "host", None))

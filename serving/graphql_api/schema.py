@@ -28,7 +28,9 @@ from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
+    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
@@ -36,6 +38,7 @@ from strawberry.types import ExecutionContext, Info
 from lambda_rt.errors import LambdaRTError
 from serving.apis import ApiBackend, QueryArgs, fingerprint, run_query
 from serving.errors import ServingError
+from serving.graphql_api.executor import FlatListExecutor
 from serving.graphql_api.types import (
     LONG_SCALAR,
     AlertList,
@@ -195,15 +198,23 @@ class _Schema(strawberry.Schema):
 def build_schema(limits: GraphQLLimits | None = None) -> strawberry.Schema:
     """The schema with its limits (same limits for queries and subscriptions)."""
     limits = limits or GraphQLLimits()
+    # the rule classes are built once: the validation cache is keyed on them, and a
+    # limiter made per request would bring new classes (and a cache miss) each time
+    rules = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+        _root_field_limit(limits.max_root_fields),
+    ]
     return _Schema(
         query=Query,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map={Long: LONG_SCALAR}),
+        execution_context_class=FlatListExecutor,
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
-            lambda: AddValidationRules([_root_field_limit(limits.max_root_fields)]),
+            lambda: AddValidationRules(rules),
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
             lambda: MaskErrors(should_mask_error=lambda e: not _expected(e), error_message=INTERNAL_ERROR),
         ],
     )

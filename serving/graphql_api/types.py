@@ -11,7 +11,7 @@ GraphQL's 32-bit ``Int``.
 
 from __future__ import annotations
 
-from typing import Any, NewType, cast
+from typing import Any, NamedTuple, NewType, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -31,6 +31,7 @@ __all__ = [
     "MetricResult",
     "PartitionOffset",
     "Row",
+    "RowData",
     "ShedCount",
     "SpeedFreshness",
     "Status",
@@ -168,6 +169,20 @@ class AlertList:
     note: str
 
 
+class RowData(NamedTuple):
+    """A row as the resolvers hand it out: strawberry's ``Row`` reads these attributes.
+
+    Building a strawberry object per row costs ~6 µs (600 rows: 3.5 ms); a
+    named tuple costs a tenth of that, and GraphQL sees the same ``Row`` type.
+    """
+
+    bucket: str
+    value: int
+    store_id: int | None = None
+    event_type: str | None = None
+    product_id: int | None = None
+
+
 def coverage_of(doc: dict[str, Any]) -> Coverage:
     speed = doc["speed"]
     return Coverage(
@@ -193,7 +208,7 @@ def metric_result_of(result: QueryResult) -> MetricResult:
     return MetricResult(
         metric=result.metric,
         granularity=result.granularity,
-        rows=[Row(**r) for r in result.rows()],
+        rows=cast(list[Row], [RowData(**r) for r in result.rows()]),
         coverage=coverage_of(result.coverage.to_dict()),
     )
 
