@@ -20,9 +20,11 @@ with an empty list and :data:`ALERTS_NOTE`; the detection issue plugs a real
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -36,6 +38,7 @@ __all__ = [
     "AlertRecord",
     "AlertSource",
     "ApiBackend",
+    "EncodedCache",
     "QueryArgs",
     "fingerprint",
     "run_query",
@@ -173,3 +176,39 @@ def fingerprint(result: QueryResult) -> bytes:
     cov = result.coverage.to_dict()
     body = orjson.dumps([result.rows(), cov["batch_through"], cov["exact"], cov["holes"], cov["approximate"]])
     return hashlib.blake2b(body, digest_size=16).digest()
+
+
+T = TypeVar("T")
+
+
+class EncodedCache(Generic[T]):
+    """An API's encoding of a cached engine result, built once per result object.
+
+    On a cache hit the engine returns the very :class:`QueryResult` it cached
+    (see :meth:`serving.engine.QueryEngine.execute`), and it already keeps its
+    JSON and Arrow bytes; this keeps the protobuf bytes or GraphQL object next
+    to it, keyed by the object's identity. An entry holds the result itself,
+    so the identity cannot be reused while the entry lives. Results not from
+    the cache (uncached, store-filtered) are encoded every time.
+    """
+
+    def __init__(self, entries: int = 64) -> None:
+        self._entries = entries
+        self._items: OrderedDict[int, tuple[QueryResult, T]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, result: QueryResult, build: Callable[[QueryResult], T]) -> T:
+        if not result.coverage.cached:
+            return build(result)
+        key = id(result)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit[0] is result:
+                self._items.move_to_end(key)
+                return hit[1]
+        value = build(result)
+        with self._lock:
+            self._items[key] = (result, value)
+            while len(self._items) > self._entries:
+                self._items.popitem(last=False)
+        return value

@@ -36,7 +36,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
 
 from lambda_rt.errors import LambdaRTError
-from serving.apis import ApiBackend, QueryArgs, fingerprint, run_query
+from serving.apis import ApiBackend, EncodedCache, QueryArgs, fingerprint, run_query
 from serving.errors import ServingError
 from serving.graphql_api.executor import FlatListExecutor
 from serving.graphql_api.types import (
@@ -51,7 +51,7 @@ from serving.graphql_api.types import (
 )
 from serving.live import LiveHub
 
-__all__ = ["GraphQLLimits", "LiveAnswer", "Query", "Subscription", "build_schema", "live_answer"]
+__all__ = ["ENCODED", "GraphQLLimits", "LiveAnswer", "Query", "Subscription", "build_schema", "live_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,18 @@ class LiveAnswer:
     result: MetricResult
 
 
+ENCODED: EncodedCache[MetricResult] = EncodedCache()
+"""GraphQL objects of cached engine results (read-only once built, shared by requests)."""
+
+
 def live_answer(backend: ApiBackend, args: QueryArgs) -> LiveAnswer:
     """The hub's compute function: one engine query and one GraphQL object per tick."""
     result = run_query(backend.query, args)
-    return LiveAnswer(fingerprint(result), metric_result_of(result))
+    return LiveAnswer(fingerprint(result), ENCODED.get(result, metric_result_of))
+
+
+def _metric(backend: ApiBackend, args: QueryArgs) -> MetricResult:
+    return ENCODED.get(run_query(backend.query, args), metric_result_of)
 
 
 def _backend(info: Info) -> ApiBackend:
@@ -103,8 +111,7 @@ class Query:
         strict: bool = False,
     ) -> MetricResult:
         args = QueryArgs.build(name, by, start, end, granularity, strict, store_id)
-        result = await asyncio.to_thread(run_query, _backend(info).query, args)
-        return metric_result_of(result)
+        return await asyncio.to_thread(_metric, _backend(info), args)
 
     @strawberry.field(description="Watermark, tier sizes and recent batch jobs.")
     async def status(self, info: Info) -> Status:

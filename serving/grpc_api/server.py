@@ -35,12 +35,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lambda_rt.errors import LambdaRTError
-from serving.apis import ApiBackend, QueryArgs, fingerprint, run_query
+from serving.apis import ApiBackend, EncodedCache, QueryArgs, fingerprint, run_query
 from serving.errors import CoverageHoleError, InvalidQueryError
 from serving.grpc_api.convert import alert_to_pb, args_from_request, status_to_pb, to_response
 from serving.grpc_api.v1 import analytics_pb2 as pb
 from serving.grpc_api.v1 import analytics_pb2_grpc as pb_grpc
 from serving.live import LiveHub
+from serving.result import QueryResult
 
 __all__ = ["SERVICE_NAME", "AnalyticsService", "GrpcServer"]
 
@@ -72,25 +73,41 @@ async def _answer(context: grpc.aio.ServicerContext, call: Callable[[], Awaitabl
 @dataclass(frozen=True)
 class _Live:
     digest: bytes
-    response: pb.QueryResponse
+    response: bytes
+
+
+def _encode(result: QueryResult) -> bytes:
+    return bytes(to_response(result).SerializeToString())
+
+
+def _serialize(message: bytes | Any) -> bytes:
+    """Responses built as bytes pass through (cached answers, live ticks); messages are serialized."""
+    return message if isinstance(message, bytes) else bytes(message.SerializeToString())
 
 
 class AnalyticsService(pb_grpc.AnalyticsServicer):
-    """The servicer: each RPC validates, asks the backend in a thread, converts."""
+    """The servicer: each RPC validates, asks the backend in a thread, converts.
+
+    ``Query`` and ``WatchMetric`` return serialized ``QueryResponse`` bytes:
+    a cached engine result is encoded once (:class:`~serving.apis.EncodedCache`),
+    a live tick once for all its watchers.
+    """
 
     def __init__(self, backend: ApiBackend) -> None:
         self._backend = backend
+        self._encoded: EncodedCache[bytes] = EncodedCache()
         self._hub: LiveHub[QueryArgs, _Live] = LiveHub(self._live, backend.live_interval_s)
 
     def _live(self, args: QueryArgs) -> _Live:
         result = run_query(self._backend.query, args)
-        return _Live(fingerprint(result), to_response(result))
+        return _Live(fingerprint(result), self._encoded.get(result, _encode))
 
-    async def Query(self, request: pb.QueryRequest, context: grpc.aio.ServicerContext) -> pb.QueryResponse:
-        async def call() -> pb.QueryResponse:
-            args = args_from_request(request)
-            result = await asyncio.to_thread(run_query, self._backend.query, args)
-            return to_response(result)
+    def _query(self, args: QueryArgs) -> bytes:
+        return self._encoded.get(run_query(self._backend.query, args), _encode)
+
+    async def Query(self, request: pb.QueryRequest, context: grpc.aio.ServicerContext) -> bytes:
+        async def call() -> bytes:
+            return await asyncio.to_thread(self._query, args_from_request(request))
 
         return await _answer(context, call)
 
@@ -102,7 +119,7 @@ class AnalyticsService(pb_grpc.AnalyticsServicer):
 
     async def WatchMetric(
         self, request: pb.WatchMetricRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.QueryResponse]:
+    ) -> AsyncIterator[bytes]:
         async def check() -> QueryArgs:
             args = args_from_request(request.query)
             args.validate()
@@ -127,6 +144,30 @@ class AnalyticsService(pb_grpc.AnalyticsServicer):
             return
         for alert in source.recent(request.since or None, request.rule or None, request.status or None):
             yield alert_to_pb(alert)
+
+
+def _add_service(service: AnalyticsService, server: grpc.aio.Server) -> None:
+    """What the generated ``add_AnalyticsServicer_to_server`` does, with :func:`_serialize` for answers."""
+    handlers = {
+        "Query": grpc.unary_unary_rpc_method_handler(
+            service.Query, request_deserializer=pb.QueryRequest.FromString, response_serializer=_serialize
+        ),
+        "Status": grpc.unary_unary_rpc_method_handler(
+            service.Status, request_deserializer=pb.StatusRequest.FromString, response_serializer=_serialize
+        ),
+        "WatchMetric": grpc.unary_stream_rpc_method_handler(
+            service.WatchMetric,
+            request_deserializer=pb.WatchMetricRequest.FromString,
+            response_serializer=_serialize,
+        ),
+        "StreamAlerts": grpc.unary_stream_rpc_method_handler(
+            service.StreamAlerts,
+            request_deserializer=pb.StreamAlertsRequest.FromString,
+            response_serializer=_serialize,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 class _BearerAuth(grpc.aio.ServerInterceptor):
@@ -234,7 +275,7 @@ class GrpcServer:
         self._stop = asyncio.Event()
         interceptors = [_BearerAuth(self._token)] if self._token else []
         server = grpc.aio.server(interceptors=interceptors)
-        pb_grpc.add_AnalyticsServicer_to_server(AnalyticsService(self.backend), server)
+        _add_service(AnalyticsService(self.backend), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
