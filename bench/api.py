@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=300, help="requests per case with 1 client")
     ap.add_argument("--repeat-concurrent", type=int, default=500, help="requests per case with 50 clients")
     ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--transports", default=",".join(TRANSPORTS), help="a subset, comma-separated")
     args = ap.parse_args(argv)
     from serving.engine import QueryEngine
     from serving.spec import format_ts
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         rows: list[tuple[str, str, int, list[float], float, str]] = []
         for clients, n in ((1, args.repeat), (args.clients, args.repeat_concurrent)):
             for use_cache in (False, True):
-                for transport in TRANSPORTS:
+                for transport in args.transports.split(","):
                     before = _load_avg()
                     if transport == "in-process":
                         lat, wall = _in_process(engines[use_cache], q, clients, n, use_cache)
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         p99 = {(t, c, k): _pct(lat, 0.99) for t, c, k, lat, _, _ in rows}
         print(f"machine: {os.cpu_count()} cores, load average now {_load_avg()}")
-        for cache in ("uncached", "cached"):
+        for cache in ("uncached", "cached") if args.transports == ",".join(TRANSPORTS) else ():
             g1, g50 = p99[("grpc", cache, 1)], p99[("grpc", cache, args.clients)]
             print(
                 f"target gRPC {cache}: p99 1 client {g1:.2f} ms (<= 5), "

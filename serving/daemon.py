@@ -198,6 +198,8 @@ def run_daemon(
             "auth": token is not None,
         }
         if grpc:  # serving.grpc_api beside uvicorn, on its own port and loop
+            if grpc_port is None and port == 0:  # "any free port" for HTTP means the same for gRPC
+                grpc_port = 0
             grpc_server = start_grpc(settings, apis, token=token, host=h, port=grpc_port)
             info.update(grpc=grpc_server.address, grpc_tls=grpc_server.tls)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         no_ingest: bool = typer.Option(False, "--no-ingest", help="Do not host the batch ingest."),
         no_schedule: bool = typer.Option(False, "--no-schedule", help="Do not host the batch schedule."),
         grpc_port: int | None = typer.Option(
-            None, "--grpc-port", help="gRPC port, 0 = any free [default: serve.grpc_port, 28090]."
+            None,
+            "--grpc-port",
+            help="gRPC port, 0 = any free [default: serve.grpc_port, 28090; any free with --port 0].",
         ),
         no_grpc: bool = typer.Option(False, "--no-grpc", help="Do not serve the gRPC API."),
     ) -> None:

@@ -36,7 +36,7 @@ from grpc_reflection.v1alpha import reflection
 
 from lambda_rt.errors import LambdaRTError
 from serving.apis import ApiBackend, EncodedCache, QueryArgs, fingerprint, run_query
-from serving.errors import CoverageHoleError, InvalidQueryError
+from serving.errors import CoverageHoleError, InvalidQueryError, ServingError
 from serving.grpc_api.convert import alert_to_pb, args_from_request, status_to_pb, to_response
 from serving.grpc_api.v1 import analytics_pb2 as pb
 from serving.grpc_api.v1 import analytics_pb2_grpc as pb_grpc
@@ -274,7 +274,8 @@ class GrpcServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         interceptors = [_BearerAuth(self._token)] if self._token else []
-        server = grpc.aio.server(interceptors=interceptors)
+        # no SO_REUSEPORT: a second daemon on the same port must fail, not share its calls
+        server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
         _add_service(AnalyticsService(self.backend), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -282,12 +283,17 @@ class GrpcServer:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        if self._tls is not None:
-            cert, key = self._tls
-            creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
-            self.bound_port = server.add_secure_port(target, creds)
-        else:
-            self.bound_port = server.add_insecure_port(target)
+        try:
+            if self._tls is not None:
+                cert, key = self._tls
+                creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+                self.bound_port = server.add_secure_port(target, creds)
+            else:
+                self.bound_port = server.add_insecure_port(target)
+        except (RuntimeError, OSError) as exc:
+            raise ServingError(
+                f"cannot serve gRPC on {target}: {exc}; pass --grpc-port 0 (any free port) or --no-grpc"
+            ) from exc
         await server.start()
         serving = health_pb2.HealthCheckResponse.SERVING
         await health_servicer.set("", serving)
