@@ -6,7 +6,8 @@
   (browsers cannot set headers on a WebSocket); without it the socket is
   closed with 4403.
 - GraphiQL is served only when the daemon listens on loopback and only to a
-  loopback client.
+  loopback client; its page needs no token (it holds no data: the queries
+  typed into it carry the token, set in its headers pane).
 - Requests larger than ``max_request_bytes`` get a 413 with a GraphQL error
   body before anything is parsed.
 - One :class:`~serving.live.LiveHub` per app: every ``liveMetric``
@@ -60,7 +61,9 @@ class _LoopbackIDE(GraphQLRouter[Any, None]):
         return orjson.dumps(data)
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
-        client = getattr(request, "client", None)
+        # strawberry passes an adapter around the Starlette request; unknown shapes mean "no IDE"
+        starlette_request = getattr(request, "_request", request)
+        client = getattr(starlette_request, "client", None)
         return super().should_render_graphql_ide(request) and is_loopback(getattr(client, "host", None))
 
     async def on_ws_connect(self, context: dict[str, Any]) -> Any:
@@ -73,6 +76,16 @@ class _LoopbackIDE(GraphQLRouter[Any, None]):
             if not hmac.compare_digest(given.encode(), self._expected):
                 raise ConnectionRejectionError({"message": "missing or wrong bearer token"})
         return await super().on_ws_connect(context)
+
+
+def _ide_page_request(conn: HTTPConnection) -> bool:
+    """A browser on this machine asking for the GraphiQL page (GET, no query, HTML accepted)."""
+    return (
+        conn.scope.get("method") == "GET"
+        and "query" not in conn.query_params
+        and "text/html" in conn.headers.get("accept", "")
+        and is_loopback(conn.client.host if conn.client else None)
+    )
 
 
 class _BodyLimit:
@@ -159,6 +172,8 @@ def mount_graphql(
 
     def auth(conn: HTTPConnection) -> None:
         if token is None or conn.scope["type"] != "http":  # WebSockets: checked in on_ws_connect
+            return
+        if graphiql and _ide_page_request(conn):  # the page holds no data; its queries carry the token
             return
         given = conn.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):

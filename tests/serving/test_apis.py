@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import httpx
 import pandas as pd
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -210,6 +211,13 @@ class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterce
 
     def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return continuation(self._with(details), requests)
+
+
+def test_graphiql_page_on_loopback(daemon: ApiDaemon) -> None:
+    r = httpx.get(f"{daemon.url}/graphql", headers={"Accept": "text/html"}, timeout=30)
+    assert r.status_code == 200 and "graphiql" in r.text.lower()
+    # the page needs no token, a query over GET does
+    assert httpx.get(f"{daemon.url}/graphql", params={"query": "{ status { watermark } }"}).status_code == 401
 
 
 def test_without_the_token_every_door_refuses(daemon: ApiDaemon) -> None:
