@@ -132,7 +132,12 @@ def test_store_filter_keeps_one_store(daemon: ApiDaemon) -> None:
     assert _snake_rows(got, ["store_id"]) == expected
     with serving.connect(d.settings, transport="grpc", token=TOKEN) as client:
         res = client.query_result("revenue", None, d.start, d.end, store_id=store)
+        watch = client.watch("revenue", "store_id")
+        live = next(watch)  # the current answer at once (the last 24 h ending now)
+        watch.close()
+        now = client.query_result("revenue", "store_id")
     assert res.frame["store_id"].eq(store).all() and len(res.frame) == len(expected)
+    pd.testing.assert_frame_equal(live.frame, now.frame)
 
 
 def test_status_and_alerts(daemon: ApiDaemon) -> None:
