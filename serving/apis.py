@@ -26,11 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+import numpy as np
 import orjson
 
 from serving.errors import InvalidQueryError
 from serving.result import QueryResult
-from serving.spec import QuerySpec, make_spec
+from serving.spec import QuerySpec, format_ts, make_spec
 
 __all__ = [
     "ALERTS_NOTE",
@@ -41,6 +42,7 @@ __all__ = [
     "EncodedCache",
     "QueryArgs",
     "fingerprint",
+    "result_columns",
     "run_query",
 ]
 
@@ -165,6 +167,25 @@ def run_query(query: Callable[..., QueryResult], args: QueryArgs) -> QueryResult
     frame = result.frame
     kept = frame[frame["store_id"] == args.store_id].reset_index(drop=True)
     return QueryResult(result.metric, result.granularity, result.by, kept, result.coverage)
+
+
+def result_columns(result: QueryResult) -> dict[str, list[Any]]:
+    """The rows as columns of Python values: ``bucket`` (ISO-8601 Z), the dimensions, ``value``.
+
+    The values of :meth:`QueryResult.rows` without a dict per row: what the
+    GraphQL and protobuf encoders read (each bucket label is formatted once).
+    """
+    frame = result.frame
+    if frame.empty:
+        return {"bucket": [], **{d: [] for d in result.by}, "value": []}
+    ms = frame["bucket"].dt.as_unit("ms").astype("int64").to_numpy()
+    uniq, inv = np.unique(ms, return_inverse=True)
+    labels = np.asarray([format_ts(int(x)) for x in uniq], dtype=object)
+    columns: dict[str, list[Any]] = {"bucket": labels[inv].tolist()}
+    for dim in result.by:
+        columns[dim] = frame[dim].tolist()
+    columns["value"] = frame["value"].tolist()
+    return columns
 
 
 def fingerprint(result: QueryResult) -> bytes:

@@ -14,13 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple, NewType, cast
 
-import numpy as np
 import strawberry
 from strawberry.scalars import JSON
 
-from serving.apis import AlertRecord
+from serving.apis import AlertRecord, result_columns
 from serving.result import QueryResult
-from serving.spec import format_ts
 
 __all__ = [
     "LONG_SCALAR",
@@ -205,18 +203,7 @@ class RowColumns:
 
     @classmethod
     def of(cls, result: QueryResult) -> RowColumns:
-        frame = result.frame
-        shared = result.coverage.cached
-        if frame.empty:
-            return cls({}, 0, shared)
-        # a few distinct buckets, thousands of rows: format each bucket once (as QueryResult.rows)
-        ms = frame["bucket"].dt.as_unit("ms").astype("int64").to_numpy()
-        uniq, inv = np.unique(ms, return_inverse=True)
-        labels = np.asarray([format_ts(int(x)) for x in uniq], dtype=object)
-        columns = {"bucket": labels[inv].tolist(), "value": frame["value"].tolist()}
-        for dim in result.by:
-            columns[dim] = frame[dim].tolist()
-        return cls(columns, len(frame), shared)
+        return cls(result_columns(result), len(result.frame), result.coverage.cached)
 
     def __len__(self) -> int:
         return self.length

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from serving.apis import AlertRecord, QueryArgs
+from serving.apis import AlertRecord, QueryArgs, result_columns
 from serving.grpc_api.v1 import analytics_pb2 as pb
 from serving.result import Coverage, QueryResult
 from serving.spec import parse_time
@@ -103,15 +103,31 @@ def coverage_from_pb(msg: pb.Coverage) -> dict[str, Any]:
 
 
 def to_response(result: QueryResult) -> pb.QueryResponse:
-    """The rows and coverage of ``result`` (rows built from the same JSON rows as HTTP's)."""
-    Row = pb.Row
-    rows = [Row(**r) for r in result.rows()]
-    return pb.QueryResponse(
+    """The rows and coverage of ``result``: the values of the HTTP API's JSON rows.
+
+    Rows are added from columns with one ``add`` per row (half the cost of
+    building ``Row`` objects from per-row dicts).
+    """
+    msg = pb.QueryResponse(
         metric=result.metric,
         granularity=result.granularity,
-        rows=rows,
         coverage=coverage_to_pb(result.coverage.to_dict()),
     )
+    cols = result_columns(result)
+    add = msg.rows.add
+    buckets, values = cols.pop("bucket"), cols.pop("value")
+    if not cols:
+        for b, v in zip(buckets, values, strict=True):
+            add(bucket=b, value=v)
+    elif len(cols) == 1:
+        ((k1, c1),) = cols.items()
+        for b, x, v in zip(buckets, c1, values, strict=True):
+            add(bucket=b, value=v, **{k1: x})
+    else:
+        names = list(cols)
+        for b, v, *dims in zip(buckets, values, *cols.values(), strict=True):
+            add(bucket=b, value=v, **dict(zip(names, dims, strict=True)))
+    return msg
 
 
 def from_response(msg: pb.QueryResponse, by: tuple[str, ...]) -> QueryResult:
