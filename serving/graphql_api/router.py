@@ -188,6 +188,8 @@ def mount_graphql(
         graphql_ide="graphiql" if graphiql else None,
         context_getter=context,
         dependencies=[Depends(auth)],
+        # each distinct live question costs one engine query per tick
+        max_subscriptions_per_connection=limits.max_subscriptions_per_connection,
     )
     app.include_router(router, prefix=GRAPHQL_PATH, include_in_schema=False)
     app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)

@@ -67,6 +67,7 @@ class GraphQLLimits:
     max_aliases: int = 10
     max_root_fields: int = 5
     max_request_bytes: int = 16_384
+    max_subscriptions_per_connection: int = 10
 
 
 @dataclass(frozen=True)

@@ -118,26 +118,37 @@ def _result_by(metric: str, args: QueryArgs) -> tuple[str, ...]:
     return make_spec(metric, args.engine_by()).by
 
 
-def find_grpc_target(settings: Settings) -> str | None:
-    """The gRPC address the running daemon published in ``serve.json`` (None: none published)."""
+def find_grpc_target(settings: Settings) -> tuple[str, bool] | None:
+    """The gRPC address the running daemon published in ``serve.json`` and whether it uses TLS."""
     try:
         info = json.loads(daemon_file(settings).read_text())
     except (OSError, ValueError):
         return None
     target = info.get("grpc")
-    return str(target) if target else None
+    return (str(target), bool(info.get("grpc_tls"))) if target else None
 
 
 def connect_grpc(settings: Settings, *, target: str | None = None, token: str | None = None) -> GrpcClient:
     """A :class:`GrpcClient` to ``target``, else to the address the daemon published.
 
+    TLS: with ``serve.grpc_tls_cert`` set, the client trusts that certificate
+    (the daemon's own, when it runs on this machine; a CA bundle otherwise).
+
     Raises:
         DaemonError: no target given and no running daemon published one.
     """
-    target = target or find_grpc_target(settings)
+    tls = settings.serve.grpc_tls_cert is not None
     if target is None:
+        found = find_grpc_target(settings)
+        if found is None:
+            raise DaemonError(
+                f"no lambda-rt serve daemon with a gRPC API for state dir {settings.state_dir}: "
+                "start one with 'lambda-rt serve' or pass url='host:port'"
+            )
+        target, tls = found
+    ca = settings.serve.grpc_tls_cert if tls else None
+    if tls and ca is None:
         raise DaemonError(
-            f"no lambda-rt serve daemon with a gRPC API for state dir {settings.state_dir}: "
-            "start one with 'lambda-rt serve' or pass url='host:port'"
+            "the daemon's gRPC API uses TLS: set serve.grpc_tls_cert to the certificate to trust"
         )
-    return GrpcClient(target, token=token)
+    return GrpcClient(target, token=token, tls_ca=ca)
