@@ -23,18 +23,18 @@ import uuid
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from batch_layer import tiers
+from batch_layer import visibility
 from batch_layer.aggregate import AGG_COLUMNS, inventory_sql, metrics_sql
 from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
+from lambda_rt.vocabulary import DAY_MS
 
 if TYPE_CHECKING:
     from batch_layer.recompute import RecomputeReport
 
 __all__ = ["INVENTORY_COLS", "METRIC_COLS", "compute", "recompute_day_in_engine", "source_sql"]
 
-DAY_MS = 86_400_000
 _ENGINES: dict[str, tuple[Client, threading.Lock]] = {}
 
 METRIC_COLS = (
@@ -44,16 +44,18 @@ METRIC_COLS = (
 INVENTORY_COLS = "granularity, bucket, store_id, product_id, inventory_delta"
 
 
-def source_sql(settings: Settings, snap: tiers.TierSnapshot, day: date, start_ms: int, end_ms: int) -> str:
+def source_sql(
+    settings: Settings, snap: visibility.TierSnapshot, day: date, start_ms: int, end_ms: int
+) -> str:
     """Every visible row of ``day`` in ``[start_ms, end_ms)``, all tiers, as one subquery."""
-    parts = [tiers.engine_sql(snap, start_ms, end_ms)]
+    parts = [visibility.engine_sql(snap, start_ms, end_ms)]
     s3 = settings.s3
     key = s3.access_key.get_secret_value() if s3.access_key else ""
     secret = s3.secret_key.get_secret_value() if s3.secret_key else ""
     cols = ", ".join(AGG_COLUMNS)
     for url in snap.cold_files.get(day, []):
         parts.append(
-            f"SELECT {cols} FROM s3('{tiers.cold_http_url(s3, url)}', '{key}', '{secret}', 'Parquet')"
+            f"SELECT {cols} FROM s3('{visibility.cold_http_url(s3, url)}', '{key}', '{secret}', 'Parquet')"
         )
     return "(" + " UNION ALL ".join(parts) + ")"
 
@@ -89,7 +91,7 @@ def recompute_day_in_engine(
 def compute(
     settings: Settings,
     client: Client,
-    snap: tiers.TierSnapshot,
+    snap: visibility.TierSnapshot,
     days: list[date],
     close_ms: int,
     dc: Any,
@@ -107,7 +109,7 @@ def compute(
     try:
         futures = []
         for day in days:
-            s = tiers.day_start_ms(day)
+            s = visibility.day_start_ms(day)
             e = min(s + DAY_MS, close_ms)
             src = source_sql(settings, snap, day, s, e)
             futures.append(

@@ -41,12 +41,12 @@ from typing import Any
 
 from bench._stack import bench_stack
 from lambda_rt.clients.clickhouse import open_clickhouse
-from lambda_rt.clients.kafka import ensure_topics, make_producer
+from lambda_rt.clients.kafka import ensure_topics
 from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
-from lambda_rt.producing import produce_batches
+from lambda_rt.producing import produce_all
+from lambda_rt.vocabulary import HOUR_MS, MINUTE_MS
 
-HOUR_MS = 3_600_000
 TRANSPORTS = ("in-process", "http-json", "http-arrow", "graphql", "grpc")
 
 
@@ -80,7 +80,7 @@ def _load(settings: Settings, events: int, stores: int, now_ms: int) -> Any:
     ensure_topics(settings.kafka)
     gen = EventGenerator(GeneratorConfig(seed=1, stores=stores, end_ms=now_ms - 1000, span_ms=24 * HOUR_MS))
     t0 = time.perf_counter()
-    produce_batches(make_producer(settings.kafka), settings.kafka.topic, gen.iter_batches(events, 50_000))
+    produce_all(settings.kafka, gen.iter_batches(events, 50_000))
     client = open_clickhouse(settings)
     speed = threading.Thread(
         target=run_speed, args=(settings,), kwargs={"until_idle_s": 5.0, "handle_signals": False}
@@ -88,7 +88,7 @@ def _load(settings: Settings, events: int, stores: int, now_ms: int) -> Any:
     speed.start()
     Ingestor(settings, client).run(until_idle_s=5.0)
     speed.join()
-    wm = now_ms - 12 * HOUR_MS + 23 * 60_000  # mid-range, mid-hour: both layers serve
+    wm = now_ms - 12 * HOUR_MS + 23 * MINUTE_MS  # mid-range, mid-hour: both layers serve
     run_recompute(settings, client, now=datetime.fromtimestamp(wm / 1000, tz=UTC))
     print(
         f"loaded {events:,} events ({stores} stores) through both layers in {time.perf_counter() - t0:.1f} s"

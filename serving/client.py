@@ -15,6 +15,11 @@ The daemon is found through ``<state_dir>/serve.json`` (its URL and pid, written
 at start, removed at a clean stop) or an explicit ``url``. Because chDB allows
 one process per data directory, the in-process fallback is used only when no
 daemon answers.
+
+Batch jobs (``run_job``) run where the engine lives: in the daemon, or, for an
+in-process client, through the :class:`JobRunner` it was given
+(``connect(jobs=lambda_rt.daemon.run_job)``). Serving itself never imports the
+batch layer's runtime.
 """
 
 from __future__ import annotations
@@ -23,16 +28,17 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, overload
 
 import httpx
 import orjson
 import pandas as pd
 import pyarrow as pa
 
+from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings, load_settings
-from lambda_rt.errors import EngineLockedError
-from serving.errors import CoverageHoleError, DaemonError, InvalidQueryError
+from lambda_rt.errors import EngineLockedError, JobRunningError, LambdaRTError
+from serving.errors import CoverageHoleError, DaemonError, InvalidQueryError, ServingError
 from serving.result import QueryResult
 
 if TYPE_CHECKING:
@@ -41,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DAEMON_FILE",
     "HttpClient",
+    "JobRunner",
     "LocalClient",
     "ServingClient",
     "connect",
@@ -89,6 +96,18 @@ def _by_tuple(metric: str, by: ByArg) -> tuple[str, ...]:
     from serving.spec import make_spec
 
     return make_spec(metric, by).by
+
+
+class JobRunner(Protocol):
+    """Runs one batch job now, in this process, on this engine; returns a JSON-able summary.
+
+    :func:`lambda_rt.daemon.run_job` is the platform's; serving receives it
+    rather than importing the batch layer's runtime.
+    """
+
+    def __call__(
+        self, settings: Settings, clickhouse: Client, kind: str, start: TimeArg, end: TimeArg
+    ) -> dict[str, Any]: ...
 
 
 class ServingClient(Protocol):
@@ -178,20 +197,30 @@ class _Base:
         result = self.query_result(metric, by, start, end, granularity, strict=strict)
         return result.to_arrow() if format == "arrow" else result.frame
 
-    def __enter__(self) -> Any:
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()  # type: ignore[attr-defined]
+        self.close()
 
 
 class LocalClient(_Base):
-    """Answers in this process; owns the embedded engine while open."""
+    """Answers in this process; owns the embedded engine while open.
 
-    def __init__(self, settings: Settings, *, cache_entries: int = 512) -> None:
+    ``jobs`` runs ``run_job`` here (the daemon's runner, ``lambda_rt.daemon.run_job``);
+    without one, ``run_job`` says where batch jobs run instead.
+    """
+
+    def __init__(
+        self, settings: Settings, *, cache_entries: int = 512, jobs: JobRunner | None = None
+    ) -> None:
         from serving.engine import QueryEngine
 
         self.settings = settings
+        self.jobs = jobs
         self.engine = QueryEngine(settings, cache_entries=cache_entries)
 
     def query_result(
@@ -207,14 +236,21 @@ class LocalClient(_Base):
         return self.engine.query(metric, by, start, end, granularity, strict=strict)
 
     def status(self) -> dict[str, Any]:
-        from serving.ops import status_of
-
-        return status_of(self.engine.clickhouse, self.engine.stats())
+        return self.engine.status()
 
     def run_job(self, kind: str, start: TimeArg = None, end: TimeArg = None) -> dict[str, Any]:
-        from serving.ops import run_job
+        """Run a batch job on this client's engine (needs a ``jobs`` runner).
 
-        return run_job(self.settings, self.engine.clickhouse, kind, start, end)
+        Raises:
+            ServingError: this client was opened without a job runner.
+        """
+        if self.jobs is None:
+            raise ServingError(
+                "this in-process client has no batch job runner: open it with "
+                "serving.connect(jobs=lambda_rt.daemon.run_job), or start 'lambda-rt serve' "
+                f"(jobs then run in the daemon), or run 'lambda-rt batch run {kind}'"
+            )
+        return self.jobs(self.settings, self.engine.clickhouse, kind, start, end)
 
     def close(self) -> None:
         self.engine.close()
@@ -234,23 +270,33 @@ class HttpClient(_Base):
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
-    def _call(self, method: str, path: str, params: dict[str, Any], *, raw: bool = False) -> Any:
+    def _call(self, method: str, path: str, params: dict[str, str | None]) -> bytes:
+        """The body of a 200 answer; any other answer as the exception it stands for."""
         clean = {k: v for k, v in params.items() if v is not None}
         try:
             r = self._http.request(method, path, params=clean)
         except httpx.HTTPError as exc:
             raise DaemonError(f"the daemon at {self.url} did not answer: {exc}") from exc
-        if r.status_code == 200:
-            return r.content if raw else orjson.loads(r.content)
+        try:
+            r.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            raise self._error_of(r) from exc
+        return r.content
+
+    def _error_of(self, r: httpx.Response) -> LambdaRTError:
+        """The exception the daemon raised, rebuilt from its answer (see ``serving.app``)."""
         try:
             detail = r.json().get("detail", r.text)
         except ValueError:
             detail = r.text
         if r.status_code == 422:
-            raise InvalidQueryError(str(detail))
+            return InvalidQueryError(str(detail))
         if r.status_code == 409 and isinstance(detail, dict):
-            raise CoverageHoleError(str(detail.get("message")), list(detail.get("holes", [])))
-        raise DaemonError(f"the daemon at {self.url} answered {r.status_code}: {detail}")
+            message = str(detail.get("message"))
+            if detail.get("error") == "JobRunningError":
+                return JobRunningError(message, job=str(detail.get("job") or ""))
+            return CoverageHoleError(message, list(detail.get("holes", [])))
+        return DaemonError(f"the daemon at {self.url} answered {r.status_code}: {detail}")
 
     def query_result(
         self,
@@ -277,15 +323,22 @@ class HttpClient(_Base):
                 "strict": "true" if strict else None,
                 "format": "arrow",
             },
-            raw=True,
         )
         return QueryResult.from_arrow_ipc(data, metric, granularity, _by_tuple(metric, by))
 
+    def _json(self, method: str, path: str, params: dict[str, str | None]) -> dict[str, Any]:
+        return dict(orjson.loads(self._call(method, path, params)))
+
     def status(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/status", {}))
+        return self._json("GET", "/status", {})
 
     def run_job(self, kind: str, start: TimeArg = None, end: TimeArg = None) -> dict[str, Any]:
-        return dict(self._call("POST", f"/jobs/{kind}", {"start": _iso(start), "end": _iso(end)}))
+        """Run a batch job in the daemon.
+
+        Raises:
+            JobRunningError: the daemon is already running that job (HTTP 409).
+        """
+        return self._json("POST", f"/jobs/{kind}", {"start": _iso(start), "end": _iso(end)})
 
     def close(self) -> None:
         self._http.close()
@@ -297,6 +350,7 @@ def connect(
     url: str | None = None,
     token: str | None = None,
     in_process: bool | None = None,
+    jobs: JobRunner | None = None,
     transport: Literal["http", "grpc"] = "http",
 ) -> HttpClient | LocalClient | GrpcClient:
     """A client: the daemon's when one answers, else the engine in this process.
@@ -307,6 +361,8 @@ def connect(
             ``transport="grpc"`` a ``host:port`` gRPC target.
         token: bearer token (default ``settings.serve.token``).
         in_process: True forces the in-process engine, False requires a daemon.
+        jobs: how an in-process client runs ``run_job`` (``lambda_rt.daemon.run_job``);
+            a daemon runs its jobs itself, so an HTTP client does not use it.
         transport: ``grpc`` talks to the daemon's gRPC API (no in-process
             fallback): the same ``query()``, over ``lambda_rt.v1.Analytics``.
 
@@ -330,7 +386,7 @@ def connect(
         if in_process is False:
             raise DaemonError(f"no lambda-rt serve daemon answers for state dir {settings.state_dir}")
     try:
-        return LocalClient(settings)
+        return LocalClient(settings, jobs=jobs)
     except EngineLockedError as exc:
         found = find_daemon(settings, timeout_s=5.0)
         if found:

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             raise usage_error("--port must be a TCP port (0-65535)")
         if grpc_port is not None and not 0 <= grpc_port < 65536:
             raise usage_error("--grpc-port must be a TCP port (0-65535)")
-        from serving.daemon import run_daemon
+        from lambda_rt.daemon import run_daemon
 
         run_daemon(
             settings_of(ctx),
@@ -112,3 +112,9 @@ def _print_table(result: object) -> None:
     )
     for hole in cov["holes"]:
         console.print(f"[bold red]hole[/] {hole['start']} .. {hole['end']}: {hole['reason']}")
+    for shed in cov["shed_ranges"]:
+        counts = ", ".join(f"{n:,} {t}" for t, n in shed["counts"].items())
+        console.print(
+            f"[yellow]shed[/] {shed['start']} .. {shed['end']}: the speed layer shed {counts} under load; "
+            "exact once the batch covers it"
+        )

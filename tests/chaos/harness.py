@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from lambda_rt.clients.kafka import make_producer
+from lambda_rt.clients.kafka import KafkaProducer
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
 from lambda_rt.dlq import read_dead_letters
@@ -139,12 +139,12 @@ def produce_in_background(
     settings: Settings, chunks: Sequence[list[bytes]], pause_s: float
 ) -> threading.Thread:
     """Produce each chunk to the events topic, ``pause_s`` apart, in a daemon thread (started)."""
-    producer = make_producer(settings.kafka)
 
     def run() -> None:
-        for chunk in chunks:
-            produce_batches(producer, settings.kafka.topic, [[(b"k", v) for v in chunk]])
-            time.sleep(pause_s)
+        with KafkaProducer(settings.kafka) as producer:
+            for chunk in chunks:
+                produce_batches(producer, settings.kafka.topic, [[(b"k", v) for v in chunk]])
+                time.sleep(pause_s)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -184,7 +184,9 @@ def handles_sigterm(pid: int) -> bool:
     """Whether ``pid`` has installed a SIGTERM handler (Linux: ``SigCgt`` of /proc/PID/status).
 
     ``lambda-rt speed`` installs it right before its loop; a SIGTERM sent
-    earlier (during imports) kills it with -15 instead of a clean stop.
+    earlier (during imports) kills it with -15 instead of a clean stop. The
+    one /proc read left in the project: psutil does not expose the
+    caught-signal mask.
     """
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as fh:

@@ -12,18 +12,6 @@ from tests.serving.fixtures import HOUR_MS, World, make_world
 
 
 @pytest.fixture(scope="module")
-def dask_threads() -> Iterator[Any]:
-    from distributed import Client as DaskClient
-    from distributed import LocalCluster
-
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
-        DaskClient(cluster) as dc,
-    ):
-        yield dc
-
-
-@pytest.fixture(scope="module")
 def world(stack_settings: Settings, chdb_settings: Settings, dask_threads: Any) -> Iterator[World]:
     """20,000 events over the last 6 hours, through both layers (no recompute yet)."""
     w = make_world(stack_settings, chdb_settings, dask_threads, 20_000, 6 * HOUR_MS)

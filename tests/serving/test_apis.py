@@ -1,6 +1,6 @@
 """GraphQL and gRPC against a running daemon: same answers as HTTP, the engine and the oracle.
 
-One daemon (``tests/serving/api_daemon.py``) with a bearer token serves the
+One daemon (``tests.serving.api_fixtures.py``) with a bearer token serves the
 module: every metric over GraphQL and gRPC equals the HTTP answer, the
 oracle, and (after the daemon stops) the in-process engine on the daemon's
 data; a call built only from gRPC reflection works; live feeds push within
@@ -29,20 +29,12 @@ from websockets.sync.client import connect as ws_connect
 import serving
 from lambda_rt.config import Settings
 from lambda_rt.testing import oracle_metrics
+from lambda_rt.vocabulary import METRICS
 from serving.grpc_api.v1 import analytics_pb2 as pb
 from serving.grpc_api.v1 import analytics_pb2_grpc as pb_grpc
-from tests.serving.api_daemon import TOKEN, ApiDaemon, run_speed_once, start_api_daemon
+from tests.serving.api_fixtures import TOKEN, ApiDaemon, run_speed_once, start_api_daemon
 from tests.serving.fixtures import generate, produce
 
-METRICS = [
-    "events",
-    "orders",
-    "revenue",
-    "refunds",
-    "payment_failures",
-    "unique_customers",
-    "inventory_delta",
-]
 ROWS = "rows { bucket storeId eventType productId value }"
 COVERAGE = "coverage { batchThrough exact complete document }"
 

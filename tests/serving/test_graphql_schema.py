@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import strawberry
 
+from lambda_rt.vocabulary import HOUR_MS
 from serving.apis import ApiBackend
 from serving.graphql_api.schema import GraphQLLimits, Query, Subscription, build_schema
 from serving.result import Coverage, LayerRange, QueryResult, SpeedFreshness
@@ -24,7 +25,7 @@ def _answer(
     metric: str, by: Any = None, start: Any = None, end: Any = None, granularity: str = "hour", **_: Any
 ) -> QueryResult:
     spec = make_spec(metric, by, "2026-11-26T00:00:00Z", "2026-11-27T00:00:00Z", granularity)
-    buckets = np.repeat(spec.start_ms + np.arange(24) * 3_600_000, 25)
+    buckets = np.repeat(spec.start_ms + np.arange(24) * HOUR_MS, 25)
     frame = pd.DataFrame({"bucket": pd.to_datetime(buckets, unit="ms", utc=True).as_unit("ns")})
     for d in spec.by:
         frame[d] = np.tile(np.arange(1, 26), 24) if d != "event_type" else "order_placed"

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from lambda_rt.testing import oracle_metrics
+from lambda_rt.vocabulary import GRANULARITY_MS
 from serving.engine import QueryEngine
 from serving.result import QueryResult
-from serving.spec import GRANULARITY_MS, format_ts
+from serving.spec import format_ts
 from tests.serving.fixtures import HOUR_MS, World
 
 MIN_MS = 60_000

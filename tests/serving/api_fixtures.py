@@ -26,7 +26,7 @@ from lambda_rt.config import Settings
 from lambda_rt.testing import oracle_frame
 from serving.client import daemon_file
 from serving.spec import format_ts
-from tests.conftest import stack_env
+from tests.fixtures import stack_env
 from tests.serving.fixtures import HOUR_MS, generate, produce, slice_settings
 
 TOKEN = "api-test-token"

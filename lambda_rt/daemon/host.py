@@ -13,31 +13,37 @@ owns the ClickHouse engine and does everything that needs it:
    flight), stop the schedule and the ingest (it finishes its batch and
    commits), remove ``serve.json``, return.
 
-It does not run the speed layer (that needs no ClickHouse).
+It does not run the speed layer (that needs no ClickHouse). The HTTP app and
+the query engine are serving's (:func:`serving.app.create_app`,
+:class:`serving.engine.QueryEngine`); :class:`Daemon` is the app's backend.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType
 from typing import Any
 
+from batch_layer.ingest import Ingestor
+from batch_layer.schedule import BatchScheduler
+from batch_layer.tables import ensure_tables
 from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.config import Settings
+from lambda_rt.daemon.jobs import run_job
+from lambda_rt.signals import install_signal_handlers, restore_signal_handlers
 from serving.app import create_app
 from serving.client import daemon_file
 from serving.engine import QueryEngine
-from serving.ops import run_job, status_of
 
 __all__ = ["Daemon", "run_daemon"]
+
+log = logging.getLogger(__name__)
 
 
 class Daemon:
@@ -47,19 +53,17 @@ class Daemon:
         self.settings = settings
         self.stop = threading.Event()
         self.engine = QueryEngine(settings)  # opens (and so locks) the embedded engine first
-        # tables exist before the API answers: a query racing the ingest thread's CREATE TABLEs
-        # on a fresh engine was seen to answer 500
-        from batch_layer.tables import ensure_tables
-
+        # tables exist before the API answers: a query on a fresh engine must not race the
+        # ingest thread's CREATE TABLEs (a query on a missing table answers 500)
         ensure_tables(self.engine.clickhouse)
         self._threads: list[threading.Thread] = []
         self._ingest_on = ingest
         self._schedule_on = schedule
-        self._ingestor: Any = None
+        self._ingestor: Ingestor | None = None
         self.errors: list[str] = []
         self._job_lock = threading.Lock()
 
-    # -- backend of serving.app ------------------------------------------------
+    # -- backend of serving.app (serving.app.AppBackend) ---------------------------
     def query(
         self,
         metric: str,
@@ -75,8 +79,7 @@ class Daemon:
         return result.to_arrow_ipc() if fmt == "arrow" else result.to_json()
 
     def status(self) -> dict[str, Any]:
-        with self.engine._ch_lock:
-            out = status_of(self.engine.clickhouse, self.engine.stats())
+        out = self.engine.status()
         rep = getattr(self._ingestor, "report", None)
         out["ingest"] = (
             {"running": any(t.name == "ingest" and t.is_alive() for t in self._threads), **vars(rep)}
@@ -98,8 +101,6 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------
     def start_background(self) -> None:
         if self._ingest_on:
-            from batch_layer.ingest import Ingestor
-
             self._ingestor = Ingestor(self.settings, open_clickhouse(self.settings))
             t = threading.Thread(
                 target=self._guard, args=("ingest", self._ingestor.run), name="ingest", daemon=True
@@ -107,8 +108,6 @@ class Daemon:
             t.start()
             self._threads.append(t)
         if self._schedule_on:
-            from batch_layer.schedule import BatchScheduler
-
             scheduler = BatchScheduler(self.settings, open_clickhouse(self.settings))
             t = threading.Thread(
                 target=self._guard, args=("schedule", scheduler.run), name="schedule", daemon=True
@@ -121,7 +120,7 @@ class Daemon:
             fn(stop=self.stop)
         except Exception as exc:  # reported in /status, the API keeps serving
             self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-            print(f"lambda-rt serve: {name} stopped: {exc}", file=sys.stderr)
+            log.error("%s stopped: %s", name, exc, exc_info=exc)
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         self.stop.set()
@@ -183,10 +182,10 @@ def run_daemon(
     url = f"http://{'[' + h + ']' if ':' in h else h}:{actual}"
     server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
 
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    def _on_signal(_signum: int) -> None:
         server.should_exit = True  # uvicorn drains requests in flight, then run() returns
 
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = install_signal_handlers(_on_signal)
     path = daemon_file(settings)
     grpc_server = None
     try:
@@ -207,9 +206,7 @@ def run_daemon(
         tmp.write_text(json.dumps(info))
         tmp.replace(path)
         grpc_note = f", gRPC on {grpc_server.address}" if grpc_server is not None else ""
-        print(
-            f"lambda-rt serve: listening on {url}{grpc_note} (pid {os.getpid()})", file=sys.stderr, flush=True
-        )
+        log.info("listening on %s%s (pid %d)", url, grpc_note, os.getpid())
         server.run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -219,6 +216,5 @@ def run_daemon(
             grpc_server.stop()
         daemon.shutdown()
         sock.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        print("lambda-rt serve: stopped", file=sys.stderr, flush=True)
+        restore_signal_handlers(previous)
+        log.info("stopped")

@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 COMMITTED = ("recorded", "done")
-DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
