@@ -189,13 +189,14 @@ def result_columns(result: QueryResult) -> dict[str, list[Any]]:
 
 
 def fingerprint(result: QueryResult) -> bytes:
-    """A digest of what a live viewer sees change: the rows, the watermark, exactness, holes.
+    """A digest of what a live viewer sees change: rows, watermark, exactness, holes, shed ranges.
 
     Not the speed offsets: the speed layer moving without changing these rows
     (events of another metric) is not worth a push.
     """
     cov = result.coverage.to_dict()
-    body = orjson.dumps([result.rows(), cov["batch_through"], cov["exact"], cov["holes"], cov["approximate"]])
+    seen = [cov["batch_through"], cov["exact"], cov["holes"], cov["approximate"], cov.get("shed_ranges")]
+    body = orjson.dumps([result.rows(), *seen])
     return hashlib.blake2b(body, digest_size=16).digest()
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "RowColumns",
     "RowData",
     "ShedCount",
+    "ShedRange",
     "SpeedFreshness",
     "Status",
     "Tier",
@@ -95,6 +96,13 @@ class ShedCount:
     count: Long
 
 
+@strawberry.type(description="A speed range not exact because events the metric counts were shed there.")
+class ShedRange:
+    start: str
+    end: str
+    counts: list[ShedCount]
+
+
 @strawberry.type(description="How far the speed layer has got.")
 class SpeedFreshness:
     offsets: list[PartitionOffset]
@@ -111,6 +119,7 @@ class Coverage:
     ranges: list[LayerRange]
     approximate: list[TimeRange]
     holes: list[Hole]
+    shed_ranges: list[ShedRange]
     speed: SpeedFreshness
     cached: bool
     document: JSON = strawberry.field(description="The HTTP API's coverage object, verbatim.")
@@ -223,6 +232,14 @@ def coverage_of(doc: dict[str, Any]) -> Coverage:
         ranges=[LayerRange(**r) for r in doc["ranges"]],
         approximate=[TimeRange(**r) for r in doc["approximate"]],
         holes=[Hole(**h) for h in doc["holes"]],
+        shed_ranges=[
+            ShedRange(
+                start=r["start"],
+                end=r["end"],
+                counts=[ShedCount(event_type=k, count=Long(v)) for k, v in r["counts"].items()],
+            )
+            for r in doc.get("shed_ranges", [])
+        ],
         speed=SpeedFreshness(
             offsets=[PartitionOffset(partition=int(k), offset=Long(v)) for k, v in speed["offsets"].items()],
             last_applied=speed["last_applied"],

@@ -67,6 +67,12 @@ def coverage_to_pb(cov: dict[str, Any]) -> pb.Coverage:
         ranges=[pb.LayerRange(**r) for r in cov["ranges"]],
         approximate=[pb.TimeRange(**r) for r in cov["approximate"]],
         holes=[pb.Hole(**h) for h in cov["holes"]],
+        shed_ranges=[
+            pb.ShedRange(
+                start=r["start"], end=r["end"], counts={str(k): int(v) for k, v in r["counts"].items()}
+            )
+            for r in cov.get("shed_ranges", [])
+        ],
         speed=pb.SpeedFreshness(
             offsets={int(k): int(v) for k, v in speed["offsets"].items()},
             shed={str(k): int(v) for k, v in speed["shed"].items()},
@@ -92,6 +98,7 @@ def coverage_from_pb(msg: pb.Coverage) -> dict[str, Any]:
         "ranges": [{"layer": r.layer, "start": r.start, "end": r.end} for r in msg.ranges],
         "approximate": [{"start": r.start, "end": r.end} for r in msg.approximate],
         "holes": [{"start": h.start, "end": h.end, "reason": h.reason} for h in msg.holes],
+        "shed_ranges": [{"start": r.start, "end": r.end, "counts": dict(r.counts)} for r in msg.shed_ranges],
         "speed": {
             "offsets": {str(k): v for k, v in sorted(sp.offsets.items())},
             "last_applied": sp.last_applied if sp.HasField("last_applied") else None,

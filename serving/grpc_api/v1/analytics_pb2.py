@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clambda_rt/v1/analytics.proto\x12\x0clambda_rt.v1\"\x8f\x01\n\x0cQueryRequest\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\n\n\x02\x62y\x18\x02 \x03(\t\x12\r\n\x05start\x18\x03 \x01(\t\x12\x0b\n\x03\x65nd\x18\x04 \x01(\t\x12\x13\n\x0bgranularity\x18\x05 \x01(\t\x12\x0e\n\x06strict\x18\x06 \x01(\x08\x12\x15\n\x08store_id\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_store_id\"\x98\x01\n\x03Row\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x15\n\x08store_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\nevent_type\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x17\n\nproduct_id\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\r\n\x05value\x18\x05 \x01(\x03\x42\x0b\n\t_store_idB\r\n\x0b_event_typeB\r\n\x0b_product_id\"7\n\nLayerRange\x12\r\n\x05layer\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\t\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\"\'\n\tTimeRange\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\"2\n\x04Hole\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xbb\x02\n\x0eSpeedFreshness\x12:\n\x07offsets\x18\x01 \x03(\x0b\x32).lambda_rt.v1.SpeedFreshness.OffsetsEntry\x12\x19\n\x0clast_applied\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x1b\n\x0emax_event_time\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x34\n\x04shed\x18\x04 \x03(\x0b\x32&.lambda_rt.v1.SpeedFreshness.ShedEntry\x1a.\n\x0cOffsetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a+\n\tShedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x42\x0f\n\r_last_appliedB\x11\n\x0f_max_event_time\"\x91\x02\n\x08\x43overage\x12\x1a\n\rbatch_through\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05\x65xact\x18\x02 \x01(\x08\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12(\n\x06ranges\x18\x04 \x03(\x0b\x32\x18.lambda_rt.v1.LayerRange\x12,\n\x0b\x61pproximate\x18\x05 \x03(\x0b\x32\x17.lambda_rt.v1.TimeRange\x12!\n\x05holes\x18\x06 \x03(\x0b\x32\x12.lambda_rt.v1.Hole\x12+\n\x05speed\x18\x07 \x01(\x0b\x32\x1c.lambda_rt.v1.SpeedFreshness\x12\x0e\n\x06\x63\x61\x63hed\x18\x08 \x01(\x08\x42\x10\n\x0e_batch_through\"\x7f\n\rQueryResponse\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x13\n\x0bgranularity\x18\x02 \x01(\t\x12\x1f\n\x04rows\x18\x03 \x03(\x0b\x32\x11.lambda_rt.v1.Row\x12(\n\x08\x63overage\x18\x04 \x01(\x0b\x32\x16.lambda_rt.v1.Coverage\"\x0f\n\rStatusRequest\"1\n\x04Tier\x12\x0c\n\x04rows\x18\x01 \x01(\x03\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x03\"\xaa\x01\n\x03Job\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x17\n\nstarted_at\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x0c\n\x04rows\x18\x06 \x01(\x03\x12\x12\n\x05\x65rror\x18\x07 \x01(\tH\x02\x88\x01\x01\x42\r\n\x0b_started_atB\x0b\n\t_ended_atB\x08\n\x06_error\"\x89\x02\n\x0eStatusResponse\x12\x16\n\twatermark\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x62\x61tch_lag_s\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x36\n\x05tiers\x18\x03 \x03(\x0b\x32\'.lambda_rt.v1.StatusResponse.TiersEntry\x12\x1f\n\x04jobs\x18\x04 \x03(\x0b\x32\x11.lambda_rt.v1.Job\x12\x0c\n\x04json\x18\x05 \x01(\t\x1a@\n\nTiersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.lambda_rt.v1.Tier:\x02\x38\x01\x42\x0c\n\n_watermarkB\x0e\n\x0c_batch_lag_s\"?\n\x12WatchMetricRequest\x12)\n\x05query\x18\x01 \x01(\x0b\x32\x1a.lambda_rt.v1.QueryRequest\"B\n\x13StreamAlertsRequest\x12\r\n\x05since\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"\x97\x01\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x14\n\x0cwindow_start\x18\x04 \x01(\t\x12\x12\n\nwindow_end\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x11\n\traised_at\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x08 \x01(\t2\xac\x02\n\tAnalytics\x12@\n\x05Query\x12\x1a.lambda_rt.v1.QueryRequest\x1a\x1b.lambda_rt.v1.QueryResponse\x12\x43\n\x06Status\x12\x1b.lambda_rt.v1.StatusRequest\x1a\x1c.lambda_rt.v1.StatusResponse\x12N\n\x0bWatchMetric\x12 .lambda_rt.v1.WatchMetricRequest\x1a\x1b.lambda_rt.v1.QueryResponse0\x01\x12H\n\x0cStreamAlerts\x12!.lambda_rt.v1.StreamAlertsRequest\x1a\x13.lambda_rt.v1.Alert0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clambda_rt/v1/analytics.proto\x12\x0clambda_rt.v1\"\x8f\x01\n\x0cQueryRequest\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\n\n\x02\x62y\x18\x02 \x03(\t\x12\r\n\x05start\x18\x03 \x01(\t\x12\x0b\n\x03\x65nd\x18\x04 \x01(\t\x12\x13\n\x0bgranularity\x18\x05 \x01(\t\x12\x0e\n\x06strict\x18\x06 \x01(\x08\x12\x15\n\x08store_id\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x0b\n\t_store_id\"\x98\x01\n\x03Row\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x15\n\x08store_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\nevent_type\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x17\n\nproduct_id\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\r\n\x05value\x18\x05 \x01(\x03\x42\x0b\n\t_store_idB\r\n\x0b_event_typeB\r\n\x0b_product_id\"7\n\nLayerRange\x12\r\n\x05layer\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\t\x12\x0b\n\x03\x65nd\x18\x03 \x01(\t\"\'\n\tTimeRange\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\"2\n\x04Hole\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xbb\x02\n\x0eSpeedFreshness\x12:\n\x07offsets\x18\x01 \x03(\x0b\x32).lambda_rt.v1.SpeedFreshness.OffsetsEntry\x12\x19\n\x0clast_applied\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x1b\n\x0emax_event_time\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x34\n\x04shed\x18\x04 \x03(\x0b\x32&.lambda_rt.v1.SpeedFreshness.ShedEntry\x1a.\n\x0cOffsetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a+\n\tShedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x42\x0f\n\r_last_appliedB\x11\n\x0f_max_event_time\"\x8b\x01\n\tShedRange\x12\r\n\x05start\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\t\x12\x33\n\x06\x63ounts\x18\x03 \x03(\x0b\x32#.lambda_rt.v1.ShedRange.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xbf\x02\n\x08\x43overage\x12\x1a\n\rbatch_through\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05\x65xact\x18\x02 \x01(\x08\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12(\n\x06ranges\x18\x04 \x03(\x0b\x32\x18.lambda_rt.v1.LayerRange\x12,\n\x0b\x61pproximate\x18\x05 \x03(\x0b\x32\x17.lambda_rt.v1.TimeRange\x12!\n\x05holes\x18\x06 \x03(\x0b\x32\x12.lambda_rt.v1.Hole\x12+\n\x05speed\x18\x07 \x01(\x0b\x32\x1c.lambda_rt.v1.SpeedFreshness\x12\x0e\n\x06\x63\x61\x63hed\x18\x08 \x01(\x08\x12,\n\x0bshed_ranges\x18\t \x03(\x0b\x32\x17.lambda_rt.v1.ShedRangeB\x10\n\x0e_batch_through\"\x7f\n\rQueryResponse\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x13\n\x0bgranularity\x18\x02 \x01(\t\x12\x1f\n\x04rows\x18\x03 \x03(\x0b\x32\x11.lambda_rt.v1.Row\x12(\n\x08\x63overage\x18\x04 \x01(\x0b\x32\x16.lambda_rt.v1.Coverage\"\x0f\n\rStatusRequest\"1\n\x04Tier\x12\x0c\n\x04rows\x18\x01 \x01(\x03\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x03\"\xaa\x01\n\x03Job\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x17\n\nstarted_at\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x0c\n\x04rows\x18\x06 \x01(\x03\x12\x12\n\x05\x65rror\x18\x07 \x01(\tH\x02\x88\x01\x01\x42\r\n\x0b_started_atB\x0b\n\t_ended_atB\x08\n\x06_error\"\x89\x02\n\x0eStatusResponse\x12\x16\n\twatermark\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x62\x61tch_lag_s\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x36\n\x05tiers\x18\x03 \x03(\x0b\x32\'.lambda_rt.v1.StatusResponse.TiersEntry\x12\x1f\n\x04jobs\x18\x04 \x03(\x0b\x32\x11.lambda_rt.v1.Job\x12\x0c\n\x04json\x18\x05 \x01(\t\x1a@\n\nTiersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.lambda_rt.v1.Tier:\x02\x38\x01\x42\x0c\n\n_watermarkB\x0e\n\x0c_batch_lag_s\"?\n\x12WatchMetricRequest\x12)\n\x05query\x18\x01 \x01(\x0b\x32\x1a.lambda_rt.v1.QueryRequest\"B\n\x13StreamAlertsRequest\x12\r\n\x05since\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"\x97\x01\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x14\n\x0cwindow_start\x18\x04 \x01(\t\x12\x12\n\nwindow_end\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x11\n\traised_at\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x08 \x01(\t2\xac\x02\n\tAnalytics\x12@\n\x05Query\x12\x1a.lambda_rt.v1.QueryRequest\x1a\x1b.lambda_rt.v1.QueryResponse\x12\x43\n\x06Status\x12\x1b.lambda_rt.v1.StatusRequest\x1a\x1c.lambda_rt.v1.StatusResponse\x12N\n\x0bWatchMetric\x12 .lambda_rt.v1.WatchMetricRequest\x1a\x1b.lambda_rt.v1.QueryResponse0\x01\x12H\n\x0cStreamAlerts\x12!.lambda_rt.v1.StreamAlertsRequest\x1a\x13.lambda_rt.v1.Alert0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SPEEDFRESHNESS_OFFSETSENTRY']._serialized_options = b'8\001'
   _globals['_SPEEDFRESHNESS_SHEDENTRY']._loaded_options = None
   _globals['_SPEEDFRESHNESS_SHEDENTRY']._serialized_options = b'8\001'
+  _globals['_SHEDRANGE_COUNTSENTRY']._loaded_options = None
+  _globals['_SHEDRANGE_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_STATUSRESPONSE_TIERSENTRY']._loaded_options = None
   _globals['_STATUSRESPONSE_TIERSENTRY']._serialized_options = b'8\001'
   _globals['_QUERYREQUEST']._serialized_start=47
@@ -53,26 +55,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SPEEDFRESHNESS_OFFSETSENTRY']._serialized_end=732
   _globals['_SPEEDFRESHNESS_SHEDENTRY']._serialized_start=734
   _globals['_SPEEDFRESHNESS_SHEDENTRY']._serialized_end=777
-  _globals['_COVERAGE']._serialized_start=816
-  _globals['_COVERAGE']._serialized_end=1089
-  _globals['_QUERYRESPONSE']._serialized_start=1091
-  _globals['_QUERYRESPONSE']._serialized_end=1218
-  _globals['_STATUSREQUEST']._serialized_start=1220
-  _globals['_STATUSREQUEST']._serialized_end=1235
-  _globals['_TIER']._serialized_start=1237
-  _globals['_TIER']._serialized_end=1286
-  _globals['_JOB']._serialized_start=1289
-  _globals['_JOB']._serialized_end=1459
-  _globals['_STATUSRESPONSE']._serialized_start=1462
-  _globals['_STATUSRESPONSE']._serialized_end=1727
-  _globals['_STATUSRESPONSE_TIERSENTRY']._serialized_start=1633
-  _globals['_STATUSRESPONSE_TIERSENTRY']._serialized_end=1697
-  _globals['_WATCHMETRICREQUEST']._serialized_start=1729
-  _globals['_WATCHMETRICREQUEST']._serialized_end=1792
-  _globals['_STREAMALERTSREQUEST']._serialized_start=1794
-  _globals['_STREAMALERTSREQUEST']._serialized_end=1860
-  _globals['_ALERT']._serialized_start=1863
-  _globals['_ALERT']._serialized_end=2014
-  _globals['_ANALYTICS']._serialized_start=2017
-  _globals['_ANALYTICS']._serialized_end=2317
+  _globals['_SHEDRANGE']._serialized_start=816
+  _globals['_SHEDRANGE']._serialized_end=955
+  _globals['_SHEDRANGE_COUNTSENTRY']._serialized_start=910
+  _globals['_SHEDRANGE_COUNTSENTRY']._serialized_end=955
+  _globals['_COVERAGE']._serialized_start=958
+  _globals['_COVERAGE']._serialized_end=1277
+  _globals['_QUERYRESPONSE']._serialized_start=1279
+  _globals['_QUERYRESPONSE']._serialized_end=1406
+  _globals['_STATUSREQUEST']._serialized_start=1408
+  _globals['_STATUSREQUEST']._serialized_end=1423
+  _globals['_TIER']._serialized_start=1425
+  _globals['_TIER']._serialized_end=1474
+  _globals['_JOB']._serialized_start=1477
+  _globals['_JOB']._serialized_end=1647
+  _globals['_STATUSRESPONSE']._serialized_start=1650
+  _globals['_STATUSRESPONSE']._serialized_end=1915
+  _globals['_STATUSRESPONSE_TIERSENTRY']._serialized_start=1821
+  _globals['_STATUSRESPONSE_TIERSENTRY']._serialized_end=1885
+  _globals['_WATCHMETRICREQUEST']._serialized_start=1917
+  _globals['_WATCHMETRICREQUEST']._serialized_end=1980
+  _globals['_STREAMALERTSREQUEST']._serialized_start=1982
+  _globals['_STREAMALERTSREQUEST']._serialized_end=2048
+  _globals['_ALERT']._serialized_start=2051
+  _globals['_ALERT']._serialized_end=2202
+  _globals['_ANALYTICS']._serialized_start=2205
+  _globals['_ANALYTICS']._serialized_end=2505
 # @@protoc_insertion_point(module_scope)

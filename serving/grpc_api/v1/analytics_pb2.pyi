@@ -92,8 +92,25 @@ class SpeedFreshness(_message.Message):
     shed: _containers.ScalarMap[str, int]
     def __init__(self, offsets: _Optional[_Mapping[int, int]] = ..., last_applied: _Optional[str] = ..., max_event_time: _Optional[str] = ..., shed: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
+class ShedRange(_message.Message):
+    __slots__ = ("start", "end", "counts")
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    start: str
+    end: str
+    counts: _containers.ScalarMap[str, int]
+    def __init__(self, start: _Optional[str] = ..., end: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
 class Coverage(_message.Message):
-    __slots__ = ("batch_through", "exact", "complete", "ranges", "approximate", "holes", "speed", "cached")
+    __slots__ = ("batch_through", "exact", "complete", "ranges", "approximate", "holes", "speed", "cached", "shed_ranges")
     BATCH_THROUGH_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +119,7 @@ class Coverage(_message.Message):
     HOLES_FIELD_NUMBER: _ClassVar[int]
     SPEED_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    SHED_RANGES_FIELD_NUMBER: _ClassVar[int]
     batch_through: str
     exact: bool
     complete: bool
@@ -110,7 +128,8 @@ class Coverage(_message.Message):
     holes: _containers.RepeatedCompositeFieldContainer[Hole]
     speed: SpeedFreshness
     cached: bool
-    def __init__(self, batch_through: _Optional[str] = ..., exact: _Optional[bool] = ..., complete: _Optional[bool] = ..., ranges: _Optional[_Iterable[_Union[LayerRange, _Mapping]]] = ..., approximate: _Optional[_Iterable[_Union[TimeRange, _Mapping]]] = ..., holes: _Optional[_Iterable[_Union[Hole, _Mapping]]] = ..., speed: _Optional[_Union[SpeedFreshness, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
+    shed_ranges: _containers.RepeatedCompositeFieldContainer[ShedRange]
+    def __init__(self, batch_through: _Optional[str] = ..., exact: _Optional[bool] = ..., complete: _Optional[bool] = ..., ranges: _Optional[_Iterable[_Union[LayerRange, _Mapping]]] = ..., approximate: _Optional[_Iterable[_Union[TimeRange, _Mapping]]] = ..., holes: _Optional[_Iterable[_Union[Hole, _Mapping]]] = ..., speed: _Optional[_Union[SpeedFreshness, _Mapping]] = ..., cached: _Optional[bool] = ..., shed_ranges: _Optional[_Iterable[_Union[ShedRange, _Mapping]]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
     __slots__ = ("metric", "granularity", "rows", "coverage")
