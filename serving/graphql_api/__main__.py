@@ -1,4 +1,8 @@
-"""Print the GraphQL schema (SDL): ``python -m serving.graphql_api``."""
+"""Print the GraphQL schema (SDL): ``python -m serving.graphql_api > serving/graphql_api/schema.graphql``.
+
+The checked-in ``schema.graphql`` is what other teams read and generate
+clients from; ``tests/serving/test_graphql_schema.py`` fails when it is stale.
+"""
 
 from __future__ import annotations
 

@@ -99,3 +99,14 @@ def test_unexpected_errors_are_masked() -> None:
         )
     )
     assert result.errors and result.errors[0].message == "internal error: see the daemon's log"
+
+
+def test_checked_in_sdl_is_current() -> None:
+    from pathlib import Path
+
+    import serving.graphql_api
+
+    sdl = Path(serving.graphql_api.__file__).parent / "schema.graphql"
+    assert sdl.read_text() == build_schema().as_str() + "\n", (
+        "run: python -m serving.graphql_api > serving/graphql_api/schema.graphql"
+    )
