@@ -398,14 +398,34 @@ def test_live_feeds_push_within_2s_of_the_speed_layer_applying(daemon: ApiDaemon
 
 
 def test_in_process_engine_on_the_daemons_data_gives_the_same_answers(daemon: ApiDaemon) -> None:
-    """Last: ask GraphQL, stop the daemon, then the CLI opens its chDB directory in-process."""
+    """Last: ask GraphQL, stop the daemon (live feeds open), then the CLI opens its data in-process."""
     d = daemon
     q = (
         "query($m: String!, $by: [String!], $s: String, $e: String) "
         f"{{ metric(name: $m, by: $by, start: $s, end: $e) {{ {ROWS} {COVERAGE} }} }}"
     )
     answers = {m: _gql(d, q, m=m, by=_by(m), s=d.start, e=d.end)["data"]["metric"] for m in METRICS}
-    assert d.stop() == 0, d.proc.stderr.read() if d.proc.stderr else ""
+    # a subscriber on each door must not hold the daemon up at SIGTERM
+    ws_url = d.url.replace("http://", "ws://") + "/graphql"
+    with ws_connect(ws_url, subprotocols=["graphql-transport-ws"], additional_headers=d.headers) as ws:  # type: ignore[list-item]
+        ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        ws.recv(timeout=10)
+        sub = 'subscription { liveMetric(name: "orders") { rows { value } } }'
+        ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": sub}}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "next"
+        channel = grpc.insecure_channel(d.grpc_target)
+        stream = pb_grpc.AnalyticsStub(channel).WatchMetric(
+            pb.WatchMetricRequest(query=pb.QueryRequest(metric="orders")),
+            metadata=(("authorization", f"Bearer {TOKEN}"),),
+        )
+        next(iter(stream))
+        t0 = time.monotonic()
+        assert d.stop() == 0, d.proc.stderr.read() if d.proc.stderr else ""
+        stopped_in = time.monotonic() - t0
+        assert stopped_in < 20, f"the daemon took {stopped_in:.1f} s to stop"
+        with pytest.raises(grpc.RpcError):
+            next(iter(stream))
+        channel.close()
     for metric, got in answers.items():
         args = [metric, "--by", ",".join(_by(metric)), "--start", d.start, "--end", d.end, "--format", "json"]
         out = subprocess.run(
