@@ -24,6 +24,7 @@ from __future__ import annotations
 import hmac
 import json
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
 import orjson
@@ -63,8 +64,17 @@ class AppBackend(Protocol):
     def metrics(self) -> bytes: ...
 
 
-def create_app(backend: AppBackend | None = None, token: str | None = None) -> FastAPI:
-    """The FastAPI app over ``backend`` (``None``: every route but ``/healthz`` answers 503)."""
+def create_app(
+    backend: AppBackend | None = None,
+    token: str | None = None,
+    *,
+    graphql: Callable[[FastAPI], object] | None = None,
+) -> FastAPI:
+    """The FastAPI app over ``backend`` (``None``: every route but ``/healthz`` answers 503).
+
+    ``graphql`` mounts ``/graphql`` on the app (the daemon passes
+    :func:`serving.api_hosting.graphql_mounter`'s; it is not in the OpenAPI document).
+    """
     app = FastAPI(
         title="lambda-rt serving",
         version=API_VERSION,
@@ -147,6 +157,8 @@ def create_app(backend: AppBackend | None = None, token: str | None = None) -> F
 
     # the live web dashboard (/dashboard, outside the OpenAPI document): serving/dashboard/
     app.include_router(dashboard_router(app, backend, auth, auth_required=token is not None))
+    if graphql is not None:
+        graphql(app)
     return app
 
 

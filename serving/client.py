@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, overload
 
 import httpx
 import orjson
@@ -42,6 +42,9 @@ from lambda_rt.config import Settings, load_settings
 from lambda_rt.errors import EngineLockedError, JobRunningError, LambdaRTError
 from serving.errors import CoverageHoleError, DaemonError, InvalidQueryError, ServingError
 from serving.result import QueryResult
+
+if TYPE_CHECKING:
+    from serving.grpc_api.client import GrpcClient
 
 __all__ = [
     "DAEMON_FILE",
@@ -340,16 +343,20 @@ def connect(
     token: str | None = None,
     in_process: bool | None = None,
     jobs: JobRunner | None = None,
-) -> HttpClient | LocalClient:
+    transport: Literal["http", "grpc"] = "http",
+) -> HttpClient | LocalClient | GrpcClient:
     """A client: the daemon's when one answers, else the engine in this process.
 
     Args:
         settings: default ``load_settings()`` (env, lambda-rt.toml, state dir).
-        url: talk to this daemon (no discovery, no fallback).
+        url: talk to this daemon (no discovery, no fallback); with
+            ``transport="grpc"`` a ``host:port`` gRPC target.
         token: bearer token (default ``settings.serve.token``).
         in_process: True forces the in-process engine, False requires a daemon.
         jobs: how an in-process client runs ``run_job`` (``lambda_rt.daemon.run_job``);
             a daemon runs its jobs itself, so an HTTP client does not use it.
+        transport: ``grpc`` talks to the daemon's gRPC API (no in-process
+            fallback): the same ``query()``, over ``lambda_rt.v1.Analytics``.
 
     Raises:
         EngineLockedError: no daemon answers but another process owns the engine.
@@ -358,6 +365,10 @@ def connect(
     settings = settings or load_settings()
     if token is None and settings.serve.token is not None:
         token = settings.serve.token.get_secret_value()
+    if transport == "grpc":
+        from serving.grpc_api.client import connect_grpc
+
+        return connect_grpc(settings, target=url, token=token)
     if url is not None:
         return HttpClient(url, token=token)
     if in_process is not True:

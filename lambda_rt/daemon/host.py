@@ -145,7 +145,10 @@ def _make_server_class() -> type:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets whose proto
+    # says TCP, and with Nagle on every response waited ~40 ms for the client's delayed ACK
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
@@ -160,15 +163,21 @@ def run_daemon(
     port: int | None = None,
     ingest: bool = True,
     schedule: bool = True,
+    grpc_port: int | None = None,
+    grpc: bool = True,
 ) -> None:
     """Run until SIGTERM/SIGINT (see the module docstring for the order of steps)."""
     import uvicorn
 
+    from serving.api_hosting import graphql_mounter, start_grpc
+    from serving.apis import ApiBackend
+
     _Server = _make_server_class()
     daemon = Daemon(settings, ingest=ingest, schedule=schedule)
     token = settings.serve.token.get_secret_value() if settings.serve.token else None
-    app = create_app(daemon, token=token)
     h = host or settings.serve.host
+    apis = ApiBackend(query=daemon.engine.query, status=daemon.status)
+    app = create_app(daemon, token=token, graphql=graphql_mounter(settings, apis, token=token, host=h))
     sock = _bind(h, settings.serve.port if port is None else port)
     actual = sock.getsockname()[1]
     url = f"http://{'[' + h + ']' if ':' in h else h}:{actual}"
@@ -180,20 +189,35 @@ def run_daemon(
 
     previous = install_signal_handlers(_on_signal)
     path = daemon_file(settings)
+    grpc_server = None
     try:
         daemon.start_background()
+        info: dict[str, Any] = {
+            "url": url,
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "auth": token is not None,
+        }
+        if grpc:  # serving.grpc_api beside uvicorn, on its own port and loop
+            if grpc_port is None and port == 0:  # "any free port" for HTTP means the same for gRPC
+                grpc_port = 0
+            grpc_server = start_grpc(settings, apis, token=token, host=h, port=grpc_port)
+            info.update(grpc=grpc_server.address, grpc_tls=grpc_server.tls)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"url": url, "pid": os.getpid(), "started_at": time.time(), "auth": token is not None})
-        )
+        tmp.write_text(json.dumps(info))
         tmp.replace(path)
-        log.info("listening on %s (pid %d); live dashboard at %s/dashboard", url, os.getpid(), url)
+        grpc_note = f", gRPC on {grpc_server.address}" if grpc_server is not None else ""
+        log.info(
+            "listening on %s%s (pid %d); live dashboard at %s/dashboard", url, grpc_note, os.getpid(), url
+        )
         server.run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):
             if json.loads(path.read_text()).get("pid") == os.getpid():
                 path.unlink()
+        if grpc_server is not None:
+            grpc_server.stop()
         daemon.shutdown()
         sock.close()
         restore_signal_handlers(previous)
