@@ -8,7 +8,8 @@ checkout's ``node_modules/`` (ignored by git: no third-party code is committed,
 nothing is loaded from the internet when the page is viewed).
 
 The file is served under a versioned URL with a year-long ``immutable`` cache
-header, gzipped once in memory for browsers that accept it. When it is missing
+header, gzipped once in memory for browsers that accept it, with V8's compile
+hint in front (the page's charts need nearly all of it at load). When it is missing
 the URL answers 404 with what to run, the page says so in each chart panel, and
 the daemon logs it once; numbers and tables still show.
 """
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 
 CHART_LIB_PACKAGE = "plotly.js-basic-dist-min"
 _CHART_LIB_FILE = "plotly-basic.min.js"
+# V8's explicit compile hint (Chromium 136+; a comment elsewhere): compile every function while
+# the file streams in, on a background thread, instead of lazily on the main thread at first
+# call. Prepended when served, the npm file is untouched. Measured on the 2-core machine: plotly
+# runs and the charts draw about 150 ms sooner on a first visit (docs/benchmarks.md).
+_COMPILE_HINT = b"//# allFunctionsCalledOnLoad\n"
 MISSING_HINT = (
     f"the dashboard's chart library ({CHART_LIB_PACKAGE}) is not installed: "
     "run `make install` (npm ci) in the lambda-rt checkout"
@@ -58,4 +64,5 @@ def chart_lib() -> ChartLib | None:
     except (OSError, ValueError, KeyError) as exc:
         log.warning("%s (%s)", MISSING_HINT, exc)
         return None
+    body = _COMPILE_HINT + body
     return ChartLib(f"plotly-basic-{version}.min.js", body, gzip.compress(body, compresslevel=6, mtime=0))

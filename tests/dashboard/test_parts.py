@@ -123,6 +123,7 @@ def test_routes_without_an_engine_and_with_a_token() -> None:
     src = page.text.split('<script id="plotly-js" src="')[1].split('"')[0]
     js = client.get(src)  # plotly.js's basic bundle from node_modules/ (make install)
     assert js.status_code == 200 and len(js.content) > 500_000 and "plotly.js (basic" in js.text[:500]
+    assert js.text.startswith("//# allFunctionsCalledOnLoad\n"), "V8 compiles it while it streams in"
     assert js.headers["content-encoding"] == "gzip" and "immutable" in js.headers["cache-control"]
     plain = client.get(src, headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers and plain.content == js.content

@@ -2,8 +2,9 @@
 // so the bearer token travels in a header, never in a URL). Every event is a whole snapshot: a
 // reconnect is up to date with its first event. No third-party code but plotly.js's basic bundle
 // (npm, installed into node_modules/ by `make install`, served by the daemon).
-// window.lambdaDashboard: renderedAt (numbers and tables first shown), chartsAt (charts first drawn),
-// last (the snapshot shown), connected; read by the browser tests and bench/dashboard.py.
+// window.lambdaDashboard: renderedAt (numbers and tables first shown), chartLibAt (plotly.js ran),
+// chartsAt (charts first drawn), last (the snapshot shown), connected; read by the browser tests
+// and bench/dashboard.py.
 (function () {
   "use strict";
   const TOKEN_KEY = "lambda-rt-token";
@@ -206,7 +207,10 @@
     uniquesChart(snap);
     if (state.chartsAt === undefined) state.chartsAt = performance.now();
   }
-  $("plotly-js").addEventListener("load", () => { if (state.last) drawCharts(state.last); });
+  $("plotly-js").addEventListener("load", () => {
+    state.chartLibAt = performance.now(); // plotly.js compiled and run (bench/dashboard.py reads it)
+    if (state.last) drawCharts(state.last);
+  });
   // not installed (the daemon answers 404 and logs what to run): say so where the charts would be
   $("plotly-js").addEventListener("error", () => {
     state.chartsMissing = true;
