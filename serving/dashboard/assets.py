@@ -36,7 +36,7 @@ _CHART_LIB_FILE = "plotly-basic.min.js"
 _COMPILE_HINT = b"//# allFunctionsCalledOnLoad\n"
 MISSING_HINT = (
     f"the dashboard's chart library ({CHART_LIB_PACKAGE}) is not installed: "
-    "run `make install` (npm ci) in the lambda-rt checkout"
+    "run `make install` (npm ci) in the lambda-rt checkout, then restart the daemon"
 )
 
 
