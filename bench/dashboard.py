@@ -77,6 +77,7 @@ _TIMING_JS = """() => {
           dom_ready_ms: Math.round(nav.domContentLoadedEventEnd),
           plotly_fetched_ms: js ? Math.round(js.responseEnd) : null,
           numbers_and_tables_ms: Math.round(window.lambdaDashboard.renderedAt),
+          plotly_ran_ms: Math.round(window.lambdaDashboard.chartLibAt),
           charts_ms: Math.round(window.lambdaDashboard.chartsAt)};
 }"""
 PARTS: list[dict[str, Any]] = []

@@ -6,7 +6,8 @@ routes and its static files to the daemon's FastAPI app;
 Modules: :mod:`~serving.dashboard.view_range` (the URL's range),
 :mod:`~serving.dashboard.source` (the engine, status, live counters),
 :mod:`~serving.dashboard.snapshot` (every panel's numbers),
-:mod:`~serving.dashboard.page` (the HTML), :mod:`~serving.dashboard.routes`.
+:mod:`~serving.dashboard.page` (the HTML), :mod:`~serving.dashboard.assets`
+(the chart library from ``node_modules/``), :mod:`~serving.dashboard.routes`.
 """
 
 from __future__ import annotations

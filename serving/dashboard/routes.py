@@ -8,8 +8,9 @@
   dashboards cost about what one costs. Each event is a whole snapshot, so a
   browser that reconnects is up to date with its first event;
 - ``GET /dashboard/static/...``: the page's own script and style, and
-  plotly.js served from the installed ``plotly`` wheel (nothing is loaded
-  from the internet, no third-party code is in the repository).
+  plotly.js's basic bundle from ``node_modules/`` (see
+  :mod:`serving.dashboard.assets`: nothing is loaded from the internet, no
+  third-party code is in the repository).
 
 The data routes take the same bearer token as the JSON API (the ``auth``
 dependency of :func:`serving.app.create_app`); the page and its static files
@@ -24,16 +25,14 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from functools import cache
 from importlib import resources
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any, cast
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from serving.dashboard.assets import MISSING_HINT, chart_lib
 from serving.dashboard.page import STATIC_FILES, render_page
 from serving.dashboard.snapshot import build_snapshot
 from serving.dashboard.source import EngineSource, LiveSampler, Source
@@ -41,7 +40,7 @@ from serving.dashboard.view_range import RangeKey, parse_range
 from serving.errors import InvalidQueryError
 from serving.live import LiveHub, Snapshot
 
-__all__ = ["Dashboard", "Frame", "plotly_js_path"]
+__all__ = ["Dashboard", "Frame"]
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +53,6 @@ class Frame:
 
     data: dict[str, Any]
     body: bytes
-
-
-@cache
-def plotly_js_path() -> Path | None:
-    """``plotly.min.js`` inside the installed ``plotly`` package, if installed."""
-    try:
-        path = Path(str(resources.files("plotly").joinpath("package_data", "plotly.min.js")))
-    except ModuleNotFoundError:
-        return None
-    return path if path.is_file() else None
-
-
-@cache
-def _plotly_version() -> str:
-    try:
-        return version("plotly")
-    except PackageNotFoundError:
-        return "missing"
 
 
 class Dashboard:
@@ -102,6 +83,7 @@ class Dashboard:
         self.max_streams = max_streams
         self.closing = False
         self.router = self._routes(auth)
+        chart_lib()  # read and gzipped once at start (a warning now if it is not installed)
 
     def close(self) -> None:
         """End every open stream at its next tick (safe from a signal handler)."""
@@ -119,7 +101,8 @@ class Dashboard:
 
     @property
     def plotly_url(self) -> str:
-        return f"/dashboard/static/plotly-{_plotly_version()}.min.js"
+        lib = chart_lib()
+        return f"/dashboard/static/{lib.name if lib else 'plotly-basic-missing.min.js'}"
 
     def _routes(self, auth: Callable[..., None]) -> APIRouter:
         router = APIRouter(include_in_schema=False)
@@ -163,14 +146,19 @@ class Dashboard:
             )
 
         @router.get("/dashboard/static/{name}")
-        async def static(name: str) -> Response:
-            if name == f"plotly-{_plotly_version()}.min.js":
-                path = plotly_js_path()
-                if path is None:
-                    raise HTTPException(status_code=404, detail="plotly is not installed: pip install plotly")
-                return FileResponse(
-                    path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
-                )
+        async def static(name: str, request: Request) -> Response:
+            if name.startswith("plotly-basic-"):
+                lib = chart_lib()
+                if lib is None:
+                    raise HTTPException(status_code=404, detail=MISSING_HINT)
+                if name != lib.name:
+                    raise HTTPException(status_code=404, detail=f"no such file (the page loads {lib.name})")
+                # a versioned URL: browsers keep it a year without asking again
+                headers = {"Cache-Control": "public, max-age=31536000, immutable", "Vary": "Accept-Encoding"}
+                if "gzip" in request.headers.get("accept-encoding", ""):
+                    headers["Content-Encoding"] = "gzip"
+                    return Response(lib.gzipped, media_type="text/javascript", headers=headers)
+                return Response(lib.body, media_type="text/javascript", headers=headers)
             if name not in STATIC_FILES:
                 raise HTTPException(status_code=404, detail="no such file")
             text = resources.files("serving.dashboard").joinpath("static", name).read_bytes()

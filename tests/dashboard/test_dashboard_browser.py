@@ -9,7 +9,8 @@ and an independent pandas computation over the generated events; after more
 events are produced the page shows the new exact totals within 2 s of the
 speed layer applying them; a page whose stream is cut catches up when it
 reconnects, without a reload; with ``serve.token`` set the page asks for the
-token, sends it in a header and never in a URL. A screenshot is written on
+token, sends it in a header and never in a URL; without the chart library
+the chart panels say to run ``make install``. A screenshot is written on
 every run (``test-artifacts/``).
 """
 
@@ -264,6 +265,14 @@ def test_with_a_token_the_page_asks_for_it_and_keeps_it_out_of_urls(isolated: An
             page.wait_for_function("window.lambdaDashboard.connected", timeout=15_000)
             assert page.is_hidden("#token-form")
             assert not [u for u in watch.urls if token in u], "the token must never be in a URL"
+            # without the chart library (node_modules/ not installed) the chart panels say what to run
+            bare = browser.new_page()
+            bare.route("**/dashboard/static/plotly-basic-*", lambda route: route.fulfill(status=404))
+            bare.goto(f"{daemon.url}/dashboard")
+            bare.wait_for_function("window.lambdaDashboard.chartsMissing === true", timeout=10_000)
+            assert bare.locator(".chart .empty").count() == 4
+            assert "make install" in bare.text_content("#chart-revenue")
+            bare.close()
             # SIGTERM with a dashboard connected: its stream ends, the daemon stops cleanly and soon
             t0 = time.monotonic()
             stop_daemon(daemon)

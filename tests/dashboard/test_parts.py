@@ -119,10 +119,15 @@ def test_the_page_carries_the_numbers_and_escapes_the_embedded_snapshot() -> Non
 def test_routes_without_an_engine_and_with_a_token() -> None:
     client = TestClient(create_app())
     page = client.get("/dashboard")
-    assert page.status_code == 200 and "plotly-" in page.text
+    assert page.status_code == 200 and "plotly-basic-" in page.text
     src = page.text.split('<script id="plotly-js" src="')[1].split('"')[0]
-    js = client.get(src)
-    assert js.status_code == 200 and len(js.content) > 1_000_000 and "plotly" in js.text[:2000].lower()
+    js = client.get(src)  # plotly.js's basic bundle from node_modules/ (make install)
+    assert js.status_code == 200 and len(js.content) > 500_000 and "plotly.js (basic" in js.text[:500]
+    assert js.text.startswith("//# allFunctionsCalledOnLoad\n"), "V8 compiles it while it streams in"
+    assert js.headers["content-encoding"] == "gzip" and "immutable" in js.headers["cache-control"]
+    plain = client.get(src, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == js.content
+    assert client.get("/dashboard/static/plotly-basic-0.0.1.min.js").status_code == 404
     assert client.get("/dashboard/static/dashboard.js").status_code == 200
     assert client.get("/dashboard/static/../app.py").status_code == 404
     assert client.get("/dashboard/static/nope.js").status_code == 404
@@ -134,3 +139,15 @@ def test_routes_without_an_engine_and_with_a_token() -> None:
     assert (
         locked.get("/dashboard/api/snapshot", headers={"Authorization": "Bearer s3cret"}).status_code == 503
     )
+
+
+def test_without_the_chart_library_the_page_says_what_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import serving.dashboard.routes as routes
+
+    monkeypatch.setattr(routes, "chart_lib", lambda: None)
+    client = TestClient(create_app())
+    page = client.get("/dashboard")
+    assert page.status_code == 200, "numbers and tables are still served"
+    src = page.text.split('<script id="plotly-js" src="')[1].split('"')[0]
+    js = client.get(src)
+    assert js.status_code == 404 and "make install" in js.json()["detail"]

@@ -1,8 +1,10 @@
 // lambda-rt dashboard: renders snapshots pushed by the daemon (Server-Sent Events read with fetch,
 // so the bearer token travels in a header, never in a URL). Every event is a whole snapshot: a
-// reconnect is up to date with its first event. No third-party code but plotly.js from the wheel.
-// window.lambdaDashboard: renderedAt (numbers and tables first shown), chartsAt (charts first drawn),
-// last (the snapshot shown), connected; read by the browser tests and bench/dashboard.py.
+// reconnect is up to date with its first event. No third-party code but plotly.js's basic bundle
+// (npm, installed into node_modules/ by `make install`, served by the daemon).
+// window.lambdaDashboard: renderedAt (numbers and tables first shown), chartLibAt (plotly.js ran),
+// chartsAt (charts first drawn), last (the snapshot shown), connected; read by the browser tests
+// and bench/dashboard.py.
 (function () {
   "use strict";
   const TOKEN_KEY = "lambda-rt-token";
@@ -195,7 +197,8 @@
     document.body.dataset.rendered = String(snap.now_ms);
   }
 
-  // plotly.js (4.7 MB) runs after this script: numbers and tables show first, charts when it is in
+  // plotly.js (its basic bundle, 1.2 MB) runs after this script: numbers and tables show first,
+  // charts when it is in
   function drawCharts(snap) {
     if (!window.Plotly) return;
     layerChart("chart-revenue", snap, "revenue", 100);
@@ -204,7 +207,17 @@
     uniquesChart(snap);
     if (state.chartsAt === undefined) state.chartsAt = performance.now();
   }
-  $("plotly-js").addEventListener("load", () => { if (state.last) drawCharts(state.last); });
+  $("plotly-js").addEventListener("load", () => {
+    state.chartLibAt = performance.now(); // plotly.js compiled and run (bench/dashboard.py reads it)
+    if (state.last) drawCharts(state.last);
+  });
+  // not installed (the daemon answers 404 and logs what to run): say so where the charts would be
+  $("plotly-js").addEventListener("error", () => {
+    state.chartsMissing = true;
+    for (const node of document.querySelectorAll(".chart")) {
+      empty(node, "charts unavailable: the chart library (plotly.js-basic-dist-min) is not installed on the daemon; run `make install`");
+    }
+  });
 
   function setLive(ok, text) {
     $("live-dot").className = "dot " + (ok ? "live" : "down");
