@@ -33,7 +33,7 @@ from batch_layer import pushdown, state, tiers
 from batch_layer.aggregate import PartitionResult, aggregate_partition
 from batch_layer.runtime import crash_point, dask_client, dataset_lock, job_lock
 from batch_layer.tables import ensure_tables
-from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS, WATERMARK_KEY
+from batch_layer.views import BATCH_CAMPAIGNS, BATCH_INVENTORY, BATCH_METRICS, WATERMARK_KEY
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.clients.s3 import s3_storage_options
 from lambda_rt.config import Settings
@@ -242,7 +242,10 @@ def write_day(client: Client, result: PartitionResult) -> int:
     """Replace one day of both views with ``result`` (atomic per table)."""
     day = _day_of(result.start_ms).isoformat()
     written = 0
-    for table, data in ((BATCH_METRICS, result.metrics), (BATCH_INVENTORY, result.inventory)):
+    tables = [(BATCH_METRICS, result.metrics), (BATCH_INVENTORY, result.inventory)]
+    if result.campaigns is not None:
+        tables.append((BATCH_CAMPAIGNS, result.campaigns))
+    for table, data in tables:
         staging = f"{table}_staging"
         client.command(f"ALTER TABLE {staging} DROP PARTITION '{day}'")
         if data.num_rows == 0:

@@ -308,7 +308,16 @@ class _progress:
 # share prefixes; dictionaries only for low-cardinality columns.
 _DELTA_STRINGS = ("event_id", "session_id", "order_id")
 _DELTA_INTS = ("ts", "kafka_offset")
-_DICTIONARY = ("event_type", "status", "method", "store_id", "schema_version", "kafka_partition")
+_DICTIONARY = (
+    "event_type",
+    "status",
+    "method",
+    "store_id",
+    "schema_version",
+    "kafka_partition",
+    "campaign_id",
+    "extra",
+)
 
 
 def write_cold_parquet(settings: Settings, table: Any, location: str) -> None:

@@ -49,6 +49,7 @@ from lambda_rt.config import Settings
 from serving.batch_copy import BatchCopy
 from serving.batch_view import BatchState, BatchStateReader, read_batch_pieces
 from serving.cache import ResultCache
+from serving.campaign_view import CampaignCodes, read_campaign_batch, read_campaign_speed
 from serving.errors import CoverageHoleError
 from serving.metrics import ServingMetrics
 from serving.plan import Piece, Plan, make_plan
@@ -179,6 +180,7 @@ class QueryEngine:
         self._ch_lock = threading.Lock()  # one ClickHouse query at a time per client
         self.batch_copy = BatchCopy(self.clickhouse, self._ch_lock, max_rows=batch_copy_rows)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="serving-speed-read")
+        self.campaign_codes = CampaignCodes()
 
     def close(self) -> None:
         """Close the Redis client this engine opened (the ClickHouse engine stays up)."""
@@ -258,6 +260,9 @@ class QueryEngine:
         batch = [p for p in plan.pieces if p.layer == "batch"]
         speed = [p for p in plan.pieces if p.layer == "speed"]
         parts: list[Columns] = []
+        if "campaign_id" in spec.by:
+            parts = self._campaign_parts(spec, batch, speed)
+            batch = speed = []  # read above; the shared path below reads nothing
         token = prepared.batch.token
         warm = self.batch_copy.read(token, batch, spec.metric, spec.by, load=False) if batch else None
         if batch and speed and warm is None:
@@ -273,9 +278,11 @@ class QueryEngine:
             if batch:
                 parts.append(warm if warm is not None else self._batch_half(prepared, batch))
             parts += read_speed_pieces(self.redis, self.keys, speed, spec.metric, spec.by)
-        frame = _merge(parts, spec)
+        frame = _merge(parts, spec, self.campaign_codes)
         approximate = tuple(
-            LayerRange("speed", p.start_ms, p.end_ms) for p in speed if spec.metric == "unique_customers"
+            LayerRange("speed", p.start_ms, p.end_ms)
+            for p in plan.pieces
+            if p.layer == "speed" and spec.metric == "unique_customers"
         )
         coverage = Coverage(
             batch_through_ms=prepared.batch.watermark_ms,
@@ -286,6 +293,19 @@ class QueryEngine:
             approximate_ranges=_merge_ranges(approximate),
         )
         return QueryResult(spec.metric, spec.granularity, spec.by, frame, coverage)
+
+    def _campaign_parts(self, spec: QuerySpec, batch: list[Piece], speed: list[Piece]) -> list[Columns]:
+        """Rows by campaign: batch pieces from ``batch_campaigns``, speed pieces from Redis."""
+        parts: list[Columns] = []
+        if batch:
+            with self._ch_lock:
+                parts.append(
+                    read_campaign_batch(
+                        self.clickhouse, batch, spec.metric, spec.by, spec.width_ms, self.campaign_codes
+                    )
+                )
+        parts += read_campaign_speed(self.redis, self.keys, speed, spec.metric, spec.by, self.campaign_codes)
+        return parts
 
     def _batch_half(self, prepared: Prepared, pieces: list[Piece]) -> Columns:
         """The batch pieces' rows: from the batch copy (loading what it lacks), else ClickHouse.
@@ -326,7 +346,7 @@ def _merge_ranges(ranges: tuple[LayerRange, ...]) -> tuple[LayerRange, ...]:
     return tuple(out)
 
 
-def _merge(parts: list[Columns], spec: QuerySpec) -> pd.DataFrame:
+def _merge(parts: list[Columns], spec: QuerySpec, campaigns: CampaignCodes | None = None) -> pd.DataFrame:
     """Map rows to target buckets, sum per (bucket, dims), drop zeros, sort; ``bucket`` UTC.
 
     numpy, not a pandas group-by: the key columns become one int64 (bucket
@@ -375,10 +395,15 @@ def _merge(parts: list[Columns], spec: QuerySpec) -> pd.DataFrame:
     for d in spec.by:
         if d == "event_type":
             data[d] = np.asarray(EVENT_TYPE_NAMES, dtype=object)[out_cols[d]]
+        elif d == "campaign_id" and campaigns is not None:
+            data[d] = campaigns.names(out_cols[d])
         else:
             data[d] = out_cols[d]
     data["value"] = values
-    return pd.DataFrame(data)
+    frame = pd.DataFrame(data)
+    if "campaign_id" in spec.by and len(frame):  # codes follow first sight, not names: sort by name
+        frame = frame.sort_values(["bucket", *spec.by], kind="stable", ignore_index=True)
+    return frame
 
 
 def _rank(col: np.ndarray) -> tuple[np.ndarray, int]:
