@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 import numpy as np
 import pyarrow.compute as pc
@@ -30,11 +31,17 @@ from lambda_rt.clients.clickhouse import Client
 from lambda_rt.errors import ServiceUnavailableError
 from serving.batch_view import dim_columns_sql
 from serving.plan import Piece
-from serving.spec import METRIC_EVENT_TYPE
+from serving.spec import METRIC_EVENT_TYPE, QuerySpec
 from serving.speed_view import EVENT_TYPE_CODES, Columns, empty_columns, key_buckets
 from speed_layer.keys import CAMPAIGN_EVENTS, CAMPAIGN_METRICS, SpeedKeys
 
-__all__ = ["CampaignCodes", "campaign_pieces_sql", "read_campaign_batch", "read_campaign_speed"]
+__all__ = [
+    "CampaignCodes",
+    "campaign_pieces_sql",
+    "read_campaign_batch",
+    "read_campaign_pieces",
+    "read_campaign_speed",
+]
 
 
 class CampaignCodes:
@@ -115,6 +122,24 @@ def read_campaign_batch(
         out["event_type"] = table.column("event_type").to_numpy().astype(np.int64, copy=False)
     out["value"] = table.column("value").to_numpy().astype(np.int64, copy=False)
     return out
+
+
+def read_campaign_pieces(
+    clickhouse: tuple[Client, AbstractContextManager[object]],
+    client: redis.Redis,
+    keys: SpeedKeys,
+    spec: QuerySpec,
+    batch: list[Piece],
+    speed: list[Piece],
+    codes: CampaignCodes,
+) -> list[Columns]:
+    """Rows of a by-campaign query: batch pieces (under the client's lock), then speed pieces."""
+    parts: list[Columns] = []
+    if batch:
+        ch, lock = clickhouse
+        with lock:
+            parts.append(read_campaign_batch(ch, batch, spec.metric, spec.by, spec.width_ms, codes))
+    return parts + read_campaign_speed(client, keys, speed, spec.metric, spec.by, codes)
 
 
 def read_campaign_speed(

@@ -49,7 +49,7 @@ from lambda_rt.config import Settings
 from serving.batch_copy import BatchCopy
 from serving.batch_view import BatchState, BatchStateReader, read_batch_pieces
 from serving.cache import ResultCache
-from serving.campaign_view import CampaignCodes, read_campaign_batch, read_campaign_speed
+from serving.campaign_view import CampaignCodes, read_campaign_pieces
 from serving.errors import CoverageHoleError
 from serving.metrics import ServingMetrics
 from serving.plan import Piece, Plan, make_plan
@@ -261,7 +261,15 @@ class QueryEngine:
         speed = [p for p in plan.pieces if p.layer == "speed"]
         parts: list[Columns] = []
         if "campaign_id" in spec.by:
-            parts = self._campaign_parts(spec, batch, speed)
+            parts = read_campaign_pieces(
+                (self.clickhouse, self._ch_lock),
+                self.redis,
+                self.keys,
+                spec,
+                batch,
+                speed,
+                self.campaign_codes,
+            )
             batch = speed = []  # read above; the shared path below reads nothing
         token = prepared.batch.token
         warm = self.batch_copy.read(token, batch, spec.metric, spec.by, load=False) if batch else None
@@ -293,19 +301,6 @@ class QueryEngine:
             approximate_ranges=_merge_ranges(approximate),
         )
         return QueryResult(spec.metric, spec.granularity, spec.by, frame, coverage)
-
-    def _campaign_parts(self, spec: QuerySpec, batch: list[Piece], speed: list[Piece]) -> list[Columns]:
-        """Rows by campaign: batch pieces from ``batch_campaigns``, speed pieces from Redis."""
-        parts: list[Columns] = []
-        if batch:
-            with self._ch_lock:
-                parts.append(
-                    read_campaign_batch(
-                        self.clickhouse, batch, spec.metric, spec.by, spec.width_ms, self.campaign_codes
-                    )
-                )
-        parts += read_campaign_speed(self.redis, self.keys, speed, spec.metric, spec.by, self.campaign_codes)
-        return parts
 
     def _batch_half(self, prepared: Prepared, pieces: list[Piece]) -> Columns:
         """The batch pieces' rows: from the batch copy (loading what it lacks), else ClickHouse.

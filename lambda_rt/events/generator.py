@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from lambda_rt.events._v2traffic import CAMPAIGN_THEMES, V2Traffic
 from lambda_rt.events.schema import EVENT_TYPES, Reason
 
 __all__ = [
@@ -56,11 +57,6 @@ __all__ = [
 
 SCHEMA_CHOICES: tuple[str, ...] = ("1", "2", "mixed")
 """Values of ``GeneratorConfig.schema_version`` (and ``--schema-version``)."""
-CAMPAIGN_THEMES: tuple[str, ...] = ("spring-sale", "newsletter", "retarget", "influencer", "search", "social")
-_CAMPAIGN_SESSION_SHARE = 0.65  # sessions that arrive through a campaign
-_FUNNEL = np.array([0.70, 0.12, 0.06]) / 0.88  # page_view, add_to_cart, order_placed share
-_STOCK_PRODUCTS = 40  # v2 inventory moves the most popular products, so levels repeat
-_RESTOCK_SHARE = 0.08
 
 _CHUNK = 8192
 _TYPE_WEIGHTS = (0.70, 0.12, 0.06, 0.06, 0.01, 0.05)  # in EVENT_TYPES order
@@ -141,8 +137,7 @@ class EventGenerator:
         self._type_cdf = _cdf(_TYPE_WEIGHTS)
         self._method_cdf = _cdf(_METHOD_WEIGHTS)
         self._formats = _formats(config.seed)
-        self._campaigns = _Campaigns(config.seed, config.campaigns)
-        self._stock: dict[tuple[int, int], int] = {}
+        self._v2 = V2Traffic(config.seed, config.campaigns, config.schema_version == "mixed")
         self._pending: list[tuple[bytes, bytes]] = []
         self._pos = 0
         self._next_chunk = 0
@@ -202,7 +197,7 @@ class EventGenerator:
         bad = np.flatnonzero(rng.random(n) < cfg.bad_fraction)
         bad_kind = rng.integers(0, len(_KIND_NAMES), n)
         bad_aux = rng.integers(0, 2**31, n)
-        suffix = self._v2_columns(k, cols, session, m) if cfg.schema_version != "1" else None
+        suffix = self._v2.tails(k, cols, session, m) if cfg.schema_version != "1" else None
 
         values = np.empty(n, dtype=object)
         for t, (fmt, fields) in enumerate(self._formats):
@@ -216,72 +211,6 @@ class EventGenerator:
             values[i] = self._corrupt(values[i], _KIND_NAMES[bad_kind[i]], int(bad_aux[i]))
         keys = self._keys
         return list(zip([keys[s] for s in cols["store"].tolist()], values.tolist(), strict=True))
-
-    def _v2_columns(self, k: int, cols: dict[str, np.ndarray], session: np.ndarray, m: int) -> np.ndarray:
-        """Rewrite ``cols`` for campaigns and stock; return each event's v2 JSON tail.
-
-        The tail replaces the closing ``}``: ``,"schema_version":2,...}`` for a
-        v2 event, ``b""`` for a v1 one (``mixed`` mode). Its own random stream,
-        so v1 output does not change.
-        """
-        rng = np.random.default_rng([self.config.seed, k, 2])
-        n = len(session)
-        v2_session = rng.random(m) < 0.5 if self.config.schema_version == "mixed" else np.ones(m, bool)
-        camp = self._campaigns.pick(rng, m)[session]  # -1: organic
-        is_v2 = v2_session[session]
-        # the funnel: a campaign session's views, carts and orders follow the campaign's mix
-        types = cols["type"]
-        funnel = (types <= 2) & (camp >= 0)
-        u = rng.random(n)
-        cdf = self._campaigns.funnel_cdf[np.maximum(camp, 0)]
-        types[funnel] = (u[:, None] > cdf).sum(axis=1)[funnel]
-        stock = self._stock_levels(rng, cols)
-        ip_base = cols["customer"] * 2654435761 % (1 << 32)
-        out = np.full(n, b"", dtype=object)
-        names = self._campaigns.names
-        for i in np.flatnonzero(is_v2).tolist():
-            t = int(types[i])
-            tail = b',"schema_version":2'
-            if t <= 2 and camp[i] >= 0:
-                tail += b',"campaign_id":"' + names[camp[i]] + b'"'
-            if t in (2, 3):
-                c, ip = int(cols["customer"][i]), int(ip_base[i])
-                tail += b',"card_fingerprint":"fp-%x","ip":"%d.%d.%d.%d","device_id":"d-%d"' % (
-                    c * 40503 % 65521,
-                    10 + ip % 200,
-                    ip >> 8 & 255,
-                    ip >> 16 & 255,
-                    1 + (ip >> 24) % 254,
-                    c % 50_000,
-                )
-            elif t == 5:
-                tail += b',"stock_on_hand":%d' % stock[i]
-            out[i] = tail + b"}"
-        return out
-
-    def _stock_levels(self, rng: np.random.Generator, cols: dict[str, np.ndarray]) -> np.ndarray:
-        """Stock per (store, product): sales deplete it, restocks lift it (sets ``delta``)."""
-        types = cols["type"]
-        inv = np.flatnonzero(types == 5)
-        n = len(types)
-        level = np.zeros(n, np.int64)
-        products = 1 + (rng.random(len(inv)) ** 2 * _STOCK_PRODUCTS).astype(np.int64)
-        sold = rng.integers(1, 6, len(inv))
-        restock = rng.random(len(inv)) < _RESTOCK_SHARE
-        lift = rng.integers(60, 241, len(inv))
-        stores = cols["store"][inv].tolist()
-        deltas = np.zeros(len(inv), np.int64)
-        for j, (store, product) in enumerate(zip(stores, products.tolist(), strict=True)):
-            have = self._stock.get((store, product), 40 + (store * 31 + product * 17) % 80)
-            # a sale cannot take more than is there; an empty shelf is restocked
-            d = int(lift[j]) if restock[j] or have == 0 else -min(int(sold[j]), have)
-            have += d
-            self._stock[(store, product)] = have
-            deltas[j] = d
-            level[inv[j]] = have
-        cols["product"][inv] = products
-        cols["delta"][inv] = deltas
-        return level
 
     def _corrupt(self, value: bytes, kind: str, aux: int) -> bytes:
         """Turn a good event into one bad message of ``kind`` (deterministic in ``aux``)."""
@@ -323,27 +252,6 @@ class EventGenerator:
         else:  # ts_in_future
             event["ts"] = self.end_ms + 3600 * 1000
         return orjson.dumps(event)
-
-
-class _Campaigns:
-    """The active campaigns: names, traffic shares and funnels (fixed by the seed)."""
-
-    def __init__(self, seed: int, count: int) -> None:
-        rng = np.random.default_rng([seed, 7])
-        self.names = [f"{CAMPAIGN_THEMES[i % len(CAMPAIGN_THEMES)]}-{i:02d}".encode() for i in range(count)]
-        share = rng.pareto(1.5, count) + 0.2  # a few big campaigns, a long tail
-        self.share_cdf = _cdf(tuple(share.tolist()))
-        # per campaign: how much better (or worse) than organic views turn into carts and orders
-        weights = _FUNNEL * np.column_stack(
-            [np.ones(count), rng.lognormal(0.0, 0.5, count), rng.lognormal(0.0, 0.7, count)]
-        )
-        self.funnel_cdf = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
-        self.funnel_cdf[:, -1] = 1.0
-
-    def pick(self, rng: np.random.Generator, m: int) -> np.ndarray:
-        """A campaign index per session, -1 for organic sessions."""
-        camp = np.searchsorted(self.share_cdf, rng.random(m), side="right")
-        return np.where(rng.random(m) < _CAMPAIGN_SESSION_SHARE, camp, -1)
 
 
 def write_jsonl(path: str | Path, values: Iterable[bytes]) -> int:
