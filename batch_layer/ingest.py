@@ -10,9 +10,10 @@ Per consumed batch, in this order (each step safe to redo after a crash):
    differently).
 3. Validate each block (``lambda_rt.events.validate``); rejects go to the DLQ
    through the shared :class:`lambda_rt.dlq.DeadLetterWriter`.
-4. Insert the valid rows with ``insert_deduplication_token =
-   topic:partition:first-last``: a block inserted before a crash inserts
-   nothing when replayed.
+4. Insert the valid rows, every field kept (known ones as columns, the rest
+   as JSON in ``extra``, see :mod:`lambda_rt.events.extra`), with
+   ``insert_deduplication_token = topic:partition:first-last``: a block
+   inserted before a crash inserts nothing when replayed.
 5. Ledger late events (``ts`` older than now - allowed lateness: their window
    may already be in the batch views) so the next recompute revises them.
 6. Flush the DLQ, then commit the offsets (after the insert: nothing is lost).
