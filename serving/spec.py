@@ -144,7 +144,8 @@ def make_spec(
     if metric == "unique_customers":
         if len(ordered) > 1:
             raise InvalidQueryError(
-                "unique_customers by store_id,event_type is not kept by the speed layer: group by one of them"
+                f"unique_customers by {','.join(ordered)} is not kept by the speed layer: "
+                "group by one of them"
             )
         if ordered in (("store_id",), ("campaign_id",)) and granularity == "minute":
             raise InvalidQueryError(
