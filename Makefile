@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	./scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,notebooks]'
 	touch $(STAMP)
 
 up: install
@@ -28,9 +28,11 @@ status: install
 demo: install
 	$(BIN)/lambda-rt demo
 
+# lint-imports checks the layering contracts of pyproject.toml ([tool.importlinter]).
 lint: install
 	$(BIN)/ruff check lambda_rt speed_layer batch_layer serving tests bench
 	$(BIN)/ruff format --check lambda_rt speed_layer batch_layer serving tests bench
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

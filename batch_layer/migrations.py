@@ -43,11 +43,19 @@ from datetime import UTC, datetime
 
 from batch_layer.errors import BatchError
 from batch_layer.runtime import crash_point
-from batch_layer.tables import EVENT_TABLES, V2_EVENT_COLUMNS
+from batch_layer.tables import EVENT_TABLES, V2_EVENT_COLUMNS, create_tables
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
 
-__all__ = ["MIGRATIONS", "SCHEMA_MIGRATIONS", "Migration", "MigrationError", "applied", "migrate"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_MIGRATIONS",
+    "Migration",
+    "MigrationError",
+    "applied",
+    "ensure_tables",
+    "migrate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +164,6 @@ def _check_columns(client: Client, migration: Migration) -> None:
 
 def main() -> None:
     """Create the tables and run the pending migrations on the configured ClickHouse (``python -m``)."""
-    from batch_layer.tables import create_tables
     from lambda_rt.clients.clickhouse import open_clickhouse
 
     settings = Settings()
@@ -168,3 +175,13 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def ensure_tables(client: Client) -> None:
+    """Create every batch-layer table if missing, then apply pending migrations (idempotent).
+
+    Every process that opens the master dataset calls this first, so a new
+    column exists before any code that writes it runs.
+    """
+    create_tables(client)
+    migrate(client)

@@ -35,8 +35,7 @@ import numpy as np
 
 from bench._stack import bench_stack
 from lambda_rt.config import Settings
-
-DAY_MS = 86_400_000
+from lambda_rt.vocabulary import DAY_MS, HOUR_MS
 
 
 def _load(
@@ -51,7 +50,7 @@ def _load(
 
     gen = EventGenerator(
         GeneratorConfig(
-            seed=42, end_ms=end_ms, span_ms=days * DAY_MS - 3_600_000, schema_version=schema_version
+            seed=42, end_ms=end_ms, span_ms=days * DAY_MS - HOUR_MS, schema_version=schema_version
         )
     )
     json_bytes: dict[int, int] = {}
@@ -95,17 +94,16 @@ def _column_sizes(client: object, table: str) -> dict[str, int]:
 
 def _compute_only(settings: Settings, client: object, close_ms: int) -> float:
     """The pushdown recompute's per-day queries into ``Null`` tables: its cost minus view writes."""
-    from batch_layer import pushdown, tiers
+    from batch_layer import pushdown, visibility
     from batch_layer.aggregate import campaign_sql, inventory_sql, metrics_sql
 
-    snap = tiers.snapshot(client)  # type: ignore[arg-type]
-    days = sorted(set(tiers.engine_days(client, snap, 0, close_ms)) | set(snap.cold_days()))  # type: ignore[arg-type]
+    snap = visibility.snapshot(client)  # type: ignore[arg-type]
+    days = sorted(set(visibility.engine_days(client, snap, 0, close_ms)) | set(snap.cold_days()))  # type: ignore[arg-type]
     for table in ("batch_metrics", "batch_inventory", "batch_campaigns"):
         client.command(f"CREATE TABLE IF NOT EXISTS bench_null_{table} AS {table} ENGINE = Null")  # type: ignore[attr-defined]
     t = time.monotonic()
     for day in days:
-        s = tiers.day_start_ms(day)
-        e = min(s + DAY_MS, close_ms)
+        s, e = visibility.day_window(day, close_ms)
         if s >= close_ms:
             continue
         src = pushdown.source_sql(settings, snap, day, s, e)
@@ -132,9 +130,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from batch_layer.aggregate import AGG_COLUMNS, campaign_sql, inventory_sql, metrics_sql
+    from batch_layer.migrations import ensure_tables
     from batch_layer.recompute import RecomputeReport, run_recompute
     from batch_layer.runtime import dask_client
-    from batch_layer.tables import EVENTS_HOT, EVENTS_WARM, ensure_tables
+    from batch_layer.tables import EVENTS_HOT, EVENTS_WARM
     from batch_layer.tiering import run_tier
     from lambda_rt.clients.clickhouse import open_clickhouse
     from lambda_rt.clients.s3 import make_s3fs

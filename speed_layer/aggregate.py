@@ -19,14 +19,18 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lambda_rt.vocabulary import HOUR_MS, MINUTE_MS
 from speed_layer.keys import (
+    BUCKET_SUFFIXES,
     CAMPAIGN_EVENTS,
     CAMPAIGN_ORDERS,
     CAMPAIGN_REVENUE,
     META_BATCHES,
     META_EVENTS,
     META_MESSAGES,
+    SHED,
     SpeedKeys,
+    bucket_width_s,
 )
 
 __all__ = ["BatchDelta", "aggregate", "offset_ranges"]
@@ -34,9 +38,7 @@ __all__ = ["BatchDelta", "aggregate", "offset_ranges"]
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 
-_MINUTE_MS = 60_000
-_HOUR_MS = 3_600_000
-_GRAN_MS = (("m", _MINUTE_MS), ("h", _HOUR_MS))
+_GRAN_MS = tuple((suffix, bucket_width_s(suffix) * 1000) for suffix in BUCKET_SUFFIXES)
 _PACK_LIMIT = 1 << 62  # composite int64 keys must stay below this
 
 
@@ -200,6 +202,7 @@ def aggregate(
     partitions: I64,
     offsets: I64,
     extra_meta: dict[str, int] | None = None,
+    shed: pa.Table | None = None,
 ) -> BatchDelta:
     """Aggregate the valid events of one micro-batch into a :class:`BatchDelta`.
 
@@ -209,6 +212,8 @@ def aggregate(
         partitions, offsets: coordinates of *every* message of the batch
             (valid, rejected and shed), so the offset ranges cover them all.
         extra_meta: counters to add to ``P:meta`` (DLQ and shed counts).
+        shed: valid events shed from the speed path (not in ``table``):
+            counted per bucket, store and type in the ``SHED`` hashes.
     """
     delta = BatchDelta(offsets=offset_ranges(partitions, offsets))
     n = table.num_rows
@@ -217,6 +222,9 @@ def aggregate(
     if extra_meta:
         for k, v in extra_meta.items():
             delta.meta[k] = delta.meta.get(k, 0) + int(v)
+    b = _Builder(keys, delta)
+    if shed is not None and shed.num_rows:
+        _add_shed(b, shed)
     if n == 0:
         return delta
     ts = _col(table, "ts")
@@ -255,7 +263,6 @@ def aggregate(
     type_campaigns = lambda codes: [  # noqa: E731
         f"{tnames[c % n_types]}:{c_names[c // n_types]}" for c in codes
     ]
-    b = _Builder(keys, delta)
     for gran, width_ms in _GRAN_MS:
         bucket = ts // width_ms
         b.add_hash(
@@ -312,6 +319,21 @@ def _campaigns(table: pa.Table) -> tuple[I64, list[str]]:
     return _factorize(column)
 
 
+def _add_shed(b: _Builder, shed: pa.Table) -> None:
+    """Count the shed events per (bucket, store, type): the ``events`` field layout."""
+    ts = _col(shed, "ts")
+    tcode, tnames = _factorize(shed.column("event_type"))
+    s_uniq, s_code = _dense(_col(shed, "store_id"))
+    n_types, s_names = len(tnames), [str(s) for s in s_uniq.tolist()]
+
+    def names(codes: list[int]) -> list[str]:
+        return [f"{s_names[c // n_types]}:{tnames[c % n_types]}" for c in codes]
+
+    for gran, width_ms in _GRAN_MS:
+        label = s_code * n_types + tcode
+        b.add_hash(gran, [(SHED, None)], ts // width_ms, label, len(s_names) * n_types, names)
+
+
 def _add_hlls(
     b: _Builder,
     keys: SpeedKeys,
@@ -331,7 +353,7 @@ def _add_hlls(
     for the keys present in the batch.
     """
     n_types, n_stores = len(tnames), len(s_uniq)
-    minute, hour = ts // _MINUTE_MS, ts // _HOUR_MS
+    minute, hour = ts // MINUTE_MS, ts // HOUR_MS
     mmin, hmin = int(minute.min()), int(hour.min())
     n_min = int(minute.max()) - mmin + 1
     n_hour = int(hour.max()) - hmin + 1

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lambda_rt.cli.context import settings_of
 from lambda_rt.cli.errors import usage_error
+from lambda_rt.vocabulary import MINUTE_MS
 
 __all__ = ["register"]
 
@@ -42,7 +43,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Produce synthetic events to the events topic at a target rate."""
-        from lambda_rt.clients.kafka import make_producer
+        from lambda_rt.clients.kafka import KafkaProducer
         from lambda_rt.events.generator import SCHEMA_CHOICES, EventGenerator, GeneratorConfig
         from lambda_rt.producing import produce_batches
 
@@ -64,7 +65,7 @@ def register(app: typer.Typer) -> None:
             GeneratorConfig(
                 seed=seed,
                 bad_fraction=bad_fraction,
-                span_ms=int(span_minutes * 60_000),
+                span_ms=int(span_minutes * MINUTE_MS),
                 end_ms=end_ms,
                 schema_version=schema_version,
             )
@@ -79,10 +80,13 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {n} events to {out}")
             return
         columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
+        with (
+            KafkaProducer(settings.kafka) as producer,
+            Progress(*columns, console=console, transient=False) as progress,
+        ):
             task = progress.add_task("produce", total=events)
             report = produce_batches(
-                make_producer(settings.kafka),
+                producer,
                 settings.kafka.topic,
                 batches,
                 rate=rate,

@@ -11,11 +11,8 @@ from __future__ import annotations
 from lambda_rt.events.extra import extra_json
 from lambda_rt.events.generator import BAD_KINDS, SCHEMA_CHOICES, EventGenerator, GeneratorConfig, write_jsonl
 from lambda_rt.events.schema import (
-    DIMENSIONS,
     EVENT_SCHEMA,
     EVENT_TYPES,
-    GRANULARITIES,
-    METRICS,
     REGISTRY,
     SCHEMA_V1,
     SCHEMA_V2,
@@ -35,11 +32,8 @@ from lambda_rt.events.validate import (
 
 __all__ = [
     "BAD_KINDS",
-    "DIMENSIONS",
     "EVENT_SCHEMA",
     "EVENT_TYPES",
-    "GRANULARITIES",
-    "METRICS",
     "REGISTRY",
     "SCHEMA_CHOICES",
     "SCHEMA_V1",

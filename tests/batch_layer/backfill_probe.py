@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from batch_layer.ingest import to_hot_table
-from batch_layer.tables import ensure_tables
+from batch_layer.migrations import ensure_tables
 from batch_layer.tiering import run_tier
 from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.config import load_settings
@@ -65,7 +65,7 @@ def main() -> None:
     report = run_tier(settings, client, now=later)
     first = datetime.fromtimestamp((end_ms - 2 * DAY_MS) // DAY_MS * DAY_MS / 1000, tz=UTC)
     recompute = run_recompute(settings, client, start=first, end=later, now=later)
-    from batch_layer import tiers
+    from batch_layer import visibility
     from lambda_rt.clients.s3 import make_s3fs
 
     fs = make_s3fs(settings.s3)
@@ -75,7 +75,7 @@ def main() -> None:
         day.isoformat(): sorted(
             {c for f in files for c in pq.read_schema(f.removeprefix("s3://"), filesystem=fs).names}
         )
-        for day, files in tiers.snapshot(client).cold_files.items()
+        for day, files in visibility.snapshot(client).cold_files.items()
     }
     rows = client.query(
         "SELECT toString(granularity), toUnixTimestamp(bucket), campaign_id, events, orders, revenue "

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from batch_layer import tiers
+from batch_layer import visibility
 from batch_layer.recompute import run_recompute
 from batch_layer.tables import EVENTS_HOT, EVENTS_WARM
 from batch_layer.tiering import run_tier
@@ -28,9 +28,10 @@ from batch_layer.views import read_watermark
 from lambda_rt.clients.s3 import make_s3fs
 from lambda_rt.config import Settings
 from lambda_rt.testing import oracle_metrics
+from lambda_rt.vocabulary import HOUR_MS
 from serving.engine import QueryEngine
 from serving.result import QueryResult
-from tests.serving.fixtures import HOUR_MS, World, make_world
+from tests.serving.fixtures import World, make_world
 
 MIN_MS = 60_000
 CASES: list[tuple[str, tuple[str, ...], str]] = [
@@ -150,9 +151,9 @@ def test_after_every_tier_move_a_backfill_from_cold_equals_the_oracle(v2_world: 
     report = run_tier(w.settings, w.client, now=later)
     assert report.moves and all(m.state == "done" for m in report.moves)
     assert w.client.query(f"SELECT count() FROM {EVENTS_HOT}").result_rows[0][0] == 0
-    snap = tiers.snapshot(w.client)
+    snap = visibility.snapshot(w.client)
     assert snap.cold_files
-    assert not tiers.engine_days(w.client, snap, 0, 2**62)  # nothing left in hot or warm
+    assert not visibility.engine_days(w.client, snap, 0, 2**62)  # nothing left in hot or warm
     # the master dataset kept every field: v2 columns and the unknown ones in extra
     fs = make_s3fs(w.settings.s3)
     cold = pd.concat(

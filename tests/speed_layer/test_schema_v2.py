@@ -18,7 +18,7 @@ import orjson
 
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.testing import oracle_rejects
-from tests.speed_layer.conftest import (
+from tests.speed_layer.fixtures import (
     assert_metrics_equal,
     campaign_view,
     now_ms,
