@@ -67,8 +67,9 @@ def _canonical(column: str) -> str:
     of failing the cast; DateTime64 hashes its instant, whatever its zone.
     """
     base = EVENT_COLUMN_TYPES[column]
-    if base.startswith("LowCardinality("):
-        base = base.removeprefix("LowCardinality(").removesuffix(")")
+    for wrapper in ("LowCardinality(", "Nullable("):
+        if base.startswith(wrapper):
+            base = base.removeprefix(wrapper).removesuffix(")")
     return f"CAST(`{column}` AS Nullable({base}))"
 
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from batch_layer import tables
 from batch_layer.ingest import to_hot_table
-from batch_layer.migrations import ensure_tables
 from batch_layer.tiering import run_tier
 from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.config import load_settings
@@ -26,6 +26,11 @@ from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.events.validate import validate_batch
 
 DAY_MS = 86_400_000
+
+if hasattr(tables, "ensure_tables"):  # the code from before schema v2 keeps it there
+    ensure_tables = tables.ensure_tables
+else:
+    from batch_layer.migrations import ensure_tables
 
 
 def _seed(client: object, end_ms: int, n: int, **config: object) -> list[bytes]:
