@@ -10,6 +10,8 @@ skips silently because a service is missing.
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +25,26 @@ from lambda_rt.clients.kafka import ensure_topics, open_producers
 from lambda_rt.config import Settings, load_settings
 from lambda_rt.stack import free_stack_ports, launcher
 from tests.fixtures import stack_env
+
+_exit_status: list[int] = [0]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status[0] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave with ``os._exit`` once pytest has reported: the in-process chDB engine can crash
+    in its static destructors at a normal interpreter exit (SIGSEGV after a passing run).
+
+    Every fixture has been torn down and every report written by now; only the
+    interpreter's own shutdown is skipped. The exit status is pytest's.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status[0])
 
 
 @pytest.fixture(autouse=True)
