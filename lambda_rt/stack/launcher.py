@@ -129,7 +129,7 @@ def status(settings: Settings) -> dict[str, Any]:
         except LambdaRTError:
             return None
 
-    return {
+    report: dict[str, Any] = {
         "state_dir": str(settings.state_dir),
         "kafka": {
             "bootstrap": settings.kafka.bootstrap,
@@ -156,3 +156,10 @@ def status(settings: Settings) -> dict[str, Any]:
             "database": settings.clickhouse.database,
         },
     }
+    if settings.stack.redis_ha or settings.redis.sentinels:
+        from lambda_rt.stack.redis_status import redis_ha_status
+
+        report["redis"]["sentinels"] = list(settings.redis.sentinels)
+        report["redis"]["master_name"] = settings.redis.master_name
+        report["redis_ha"] = redis_ha_status(settings, layout)
+    return report
