@@ -48,6 +48,10 @@ def register(app: typer.Typer) -> None:
             table.add_column(col)
         table.add_row("kafka", report["kafka"]["bootstrap"], _yes(report["kafka"]["up"]))
         table.add_row("redis", report["redis"]["url"], _yes(report["redis"]["up"]))
+        for node in report.get("redis_ha", {}).get("nodes", []):
+            table.add_row(f"  {node['name']} ({node['role'] or 'down'})", node["endpoint"], _yes(node["up"]))
+        for sentinel in report.get("redis_ha", {}).get("sentinels", []):
+            table.add_row(f"  {sentinel['name']}", sentinel["endpoint"], _yes(sentinel["up"]))
         table.add_row("s3", report["s3"]["endpoint"], _yes(report["s3"]["up"]))
         table.add_row("clickhouse", report["clickhouse"]["dsn"], "in-process")
         Console().print(table)

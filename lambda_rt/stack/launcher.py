@@ -161,5 +161,9 @@ def status(settings: Settings) -> dict[str, Any]:
 
         report["redis"]["sentinels"] = list(settings.redis.sentinels)
         report["redis"]["master_name"] = settings.redis.master_name
-        report["redis_ha"] = redis_ha_status(settings, layout)
+        ha = redis_ha_status(settings, layout)
+        report["redis_ha"] = ha
+        primary = [n for n in ha["nodes"] if n.get("role") == "primary" and n["endpoint"] == ha["primary"]]
+        report["redis"]["primary"] = ha["primary"]  # what the Sentinels name; clients follow it
+        report["redis"]["primary_pid"] = primary[0]["pid"] if primary else None
     return report
