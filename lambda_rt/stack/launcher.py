@@ -156,6 +156,11 @@ def status(settings: Settings) -> dict[str, Any]:
             "database": settings.clickhouse.database,
         },
     }
+    from lambda_rt.supervisor import read_run_file
+
+    processes = read_run_file(settings)
+    if processes is not None:  # `lambda-rt run`: each supervised process
+        report["processes"] = processes
     if settings.stack.redis_ha or settings.redis.sentinels:
         from lambda_rt.stack.redis_status import redis_ha_status
 
