@@ -73,6 +73,15 @@ class KafkaSettings(_Section):
     topic: str = "events"
     dlq_topic: str = "events.dlq"
     partitions: int = Field(default=4, ge=1)
+    # Topics the project creates get these; existing topics are checked against them.
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+    # SASL login (the embedded stack generates a SCRAM user into credentials.json).
+    username: str | None = None
+    password: SecretStr | None = None
+    mechanism: str = "SCRAM-SHA-256"
+    # librdkafka security.protocol; None: SASL_PLAINTEXT with a username, else PLAINTEXT.
+    security_protocol: str | None = None
     # tansu joins a group in about half the session timeout: keep it short.
     session_timeout_ms: int = Field(default=6000, ge=1000, le=10000)
     # 10 ms cuts the 100-150 ms a default 500 ms fetch wait adds.

@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from lambda_rt.clients.kafka_auth import client_config
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import KafkaSettings, RedisSettings
 
@@ -22,7 +23,7 @@ __all__ = ["kafka_answers", "redis_answers", "s3_answers"]
 
 def kafka_answers(settings: KafkaSettings, timeout_s: float = 1.0) -> bool:
     """True when the broker serves a metadata request."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 0, **settings.extra})
+    admin = AdminClient({**client_config(settings), "log_level": 0})
     try:
         admin.list_topics(timeout=timeout_s)
     except Exception:
