@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lambda_rt.config import Settings
-from tests.topology.cluster import ExternalDask, start_external_dask
+from lambda_rt.dask_processes import ExternalDask, start_external_dask
 
 
 def worker_env(state_dir: Path) -> dict[str, str]:

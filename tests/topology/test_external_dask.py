@@ -27,11 +27,11 @@ from batch_layer.tables import EVENTS_HOT, EVENTS_WARM
 from batch_layer.tiering import run_tier
 from batch_layer.views import GRANULARITY_MS, METRIC_COLUMNS, read_batch_view
 from lambda_rt.config import Settings
+from lambda_rt.dask_processes import ExternalDask
 from lambda_rt.testing import oracle_metrics
 from serving.engine import QueryEngine
 from serving.spec import format_ts
 from tests.serving.fixtures import HOUR_MS, World, make_world
-from tests.topology.cluster import ExternalDask
 
 DAY_MS = 86_400_000
 DIMS: tuple[tuple[str, ...], ...] = ((), ("store_id",), ("event_type",), ("store_id", "event_type"))

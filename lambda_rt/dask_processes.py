@@ -1,11 +1,13 @@
-"""A real Dask cluster of processes for tests: ``dask scheduler`` + ``dask worker``s.
+"""A real Dask cluster of processes on this machine: ``dask scheduler`` + ``dask worker``s.
 
-Started from the project's venv on loopback with a scheduler file, as an
-operator would run it (SERVICES.md, "Dask, as a real cluster of processes").
+For tests and benchmarks of the distributed path (``dask.scheduler`` pointing
+at a separate scheduler): started from the project's venv on loopback with a
+scheduler file, as an operator would run it. Production clusters are started
+by their own tooling (Kubernetes, dask-jobqueue); this module is not that.
 Workers run without a nanny so that ``kill -9`` of a worker's pid removes that
 worker for good (with a nanny it would be restarted and hide the failure).
-Workers get the stack's state dir in ``LAMBDA_RT_STATE_DIR``: that is their
-own configuration, from which they read S3 credentials (``credentials.json``).
+The caller's ``env`` is the workers' own configuration (e.g. the stack's state
+dir in ``LAMBDA_RT_STATE_DIR``, from which they read S3 credentials).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lambda_rt.errors import LambdaRTError
+
 __all__ = ["ExternalDask", "start_external_dask"]
 
 
 def _dask_cli() -> str:
     path = Path(sys.executable).with_name("dask")
     if not path.is_file():
-        raise RuntimeError(f"{path} not found: install the project into its venv (make install)")
+        raise LambdaRTError(f"{path} not found: install the project into its venv (make install)")
     return str(path)
 
 
@@ -111,7 +115,7 @@ def start_external_dask(root: Path, env: dict[str, str], n_workers: int = 2) -> 
         deadline = time.monotonic() + 60
         while not sched_file.is_file():
             if scheduler.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dask scheduler did not start; see {root / 'scheduler.log'}")
+                raise LambdaRTError(f"dask scheduler did not start; see {root / 'scheduler.log'}")
             time.sleep(0.1)
         for _ in range(n_workers):
             cluster.add_worker()
