@@ -220,7 +220,7 @@ def _compute(
         _add(report, "export", t)
         cold = list(snap.cold_files.get(day, []))
         # scatter, not embed: large Arrow tables in the task graph slow the scheduler
-        data = dc.scatter(rows, hash=False) if rows.num_rows else None
+        data = _scatter(dc, rows) if rows.num_rows else None
         fut = dc.submit(aggregate_partition, data, cold, location, s, e, close_ms, pure=False)
         day_of[fut.key] = day
         ac.add(fut)
@@ -254,6 +254,23 @@ def _compute(
                 submit(pending.pop(0))
             waited = time.monotonic()
     report.windows.sort()
+
+
+def _scatter(dc: Any, rows: Any) -> Any:
+    """Scatter one day's rows; retried when the chosen worker died under us.
+
+    The scheduler may still list a worker killed a moment ago: scattering to it
+    fails with a closed connection until the scheduler has removed it.
+    """
+    for attempt in range(1, MAX_DAY_ATTEMPTS + 1):
+        try:
+            return dc.scatter(rows, hash=False)
+        except OSError as exc:  # distributed's CommClosedError is an OSError
+            if attempt == MAX_DAY_ATTEMPTS:
+                raise
+            log.warning("scatter failed (%r); retrying", exc)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _add(report: RecomputeReport, phase: str, since: float) -> None:

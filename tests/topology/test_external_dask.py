@@ -118,6 +118,42 @@ def test_ingest_and_export_recompute_on_external_cluster_equal_oracle(
     assert_merged_equals_oracle(world)
 
 
+def test_worker_killed_mid_recompute_job_still_exact(
+    world: World, external_dask: ExternalDask, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="batch_layer.recompute")
+    dc = external_dask.client
+    pids = external_dask.worker_pids()
+    killed: list[tuple[str, float]] = []
+    done = threading.Event()
+
+    def kill_first_busy() -> None:
+        while not done.is_set():
+            busy = [addr for addr, keys in dc.processing().items() if keys]
+            if busy:
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append((busy[0], time.monotonic()))
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_first_busy)
+    killer.start()
+    try:
+        report = _backfill(world, dc)
+    finally:
+        done.set()
+        killer.join()
+    finished = time.monotonic()
+    assert killed and killed[0][1] < finished, "no worker was killed during the recompute"
+    assert len(dc.scheduler_info()["workers"]) == 1
+    assert len(report.windows) >= 3
+    assert_views_equal_oracle(world, world.now_ms // 60_000 * 60_000)
+    assert_merged_equals_oracle(world)
+    # hot rows are scattered to the workers: the killed one held a day's rows, so
+    # that day was exported and submitted again (cold-only days Dask reruns itself)
+    assert any("retrying" in r.getMessage() for r in caplog.records), "no day was resubmitted"
+
+
 class _SpecRecorder(SchedulerPlugin):
     """Keeps every task's pickled run spec as the scheduler sees it."""
 
@@ -170,38 +206,3 @@ def test_full_tier_move_then_cold_backfill_on_external_cluster_keeps_secrets_off
     assert any(s3.endpoint.encode() in spec for spec in specs), "task specs do not name the S3 endpoint"
     for secret in (s3.access_key.get_secret_value(), s3.secret_key.get_secret_value()):
         assert not any(secret.encode() in spec for spec in specs), "an S3 secret is in the task graph"
-
-
-def test_worker_killed_mid_recompute_job_still_exact(
-    world: World, external_dask: ExternalDask, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING, logger="batch_layer.recompute")
-    dc = external_dask.client
-    pids = external_dask.worker_pids()
-    killed: list[tuple[str, float]] = []
-    done = threading.Event()
-
-    def kill_first_busy() -> None:
-        while not done.is_set():
-            busy = [addr for addr, keys in dc.processing().items() if keys]
-            if busy:
-                os.kill(pids[busy[0]], signal.SIGKILL)
-                killed.append((busy[0], time.monotonic()))
-                return
-            time.sleep(0.01)
-
-    killer = threading.Thread(target=kill_first_busy)
-    killer.start()
-    try:
-        report = _backfill(world, dc)
-    finally:
-        done.set()
-        killer.join()
-    finished = time.monotonic()
-    assert killed and killed[0][1] < finished, "no worker was killed during the recompute"
-    assert len(dc.scheduler_info()["workers"]) == 1
-    assert len(report.windows) >= 3
-    assert_views_equal_oracle(world, world.now_ms // 60_000 * 60_000)
-    assert_merged_equals_oracle(world)
-    # the killed worker held its day's rows: that day was exported and submitted again
-    assert any("retrying" in r.getMessage() for r in caplog.records), "no day was resubmitted"
