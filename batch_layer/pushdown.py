@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["INVENTORY_COLS", "METRIC_COLS", "compute", "recompute_day_in_engine", "source_sql"]
 
 DAY_MS = 86_400_000
-_ENGINES: dict[str, tuple[Client, threading.Lock]] = {}
+_ENGINES: dict[str, tuple[Client, threading.Lock, tuple[str, str]]] = {}
 
 METRIC_COLS = (
     "granularity, dims, bucket, store_id, event_type, events, orders, revenue, refunds, "
@@ -44,12 +44,32 @@ METRIC_COLS = (
 INVENTORY_COLS = "granularity, bucket, store_id, product_id, inventory_delta"
 
 
-def source_sql(settings: Settings, snap: tiers.TierSnapshot, day: date, start_ms: int, end_ms: int) -> str:
-    """Every visible row of ``day`` in ``[start_ms, end_ms)``, all tiers, as one subquery."""
+# What a task's SQL carries instead of the S3 keys: the task fills them in from
+# this process's registry (a task graph never holds a secret, even in-process).
+KEY_PLACEHOLDER = "__LRT_S3_ACCESS_KEY__"
+SECRET_PLACEHOLDER = "__LRT_S3_SECRET_KEY__"
+
+
+def source_sql(
+    settings: Settings,
+    snap: tiers.TierSnapshot,
+    day: date,
+    start_ms: int,
+    end_ms: int,
+    *,
+    placeholders: bool = False,
+) -> str:
+    """Every visible row of ``day`` in ``[start_ms, end_ms)``, all tiers, as one subquery.
+
+    With ``placeholders`` the ``s3()`` calls name :data:`KEY_PLACEHOLDER` and
+    :data:`SECRET_PLACEHOLDER` instead of the keys (for SQL sent as a task argument).
+    """
     parts = [tiers.engine_sql(snap, start_ms, end_ms)]
     s3 = settings.s3
     key = s3.access_key.get_secret_value() if s3.access_key else ""
     secret = s3.secret_key.get_secret_value() if s3.secret_key else ""
+    if placeholders:
+        key, secret = KEY_PLACEHOLDER, SECRET_PLACEHOLDER
     cols = ", ".join(AGG_COLUMNS)
     for url in snap.cold_files.get(day, []):
         parts.append(
@@ -62,7 +82,8 @@ def recompute_day_in_engine(
     engine: str, source: str, day: str, start_ms: int, end_ms: int, close_ms: int
 ) -> tuple[int, int]:
     """Aggregate one day inside the engine and replace it in both views; (start_ms, view rows)."""
-    client, lock = _ENGINES[engine]
+    client, lock, (key, secret) = _ENGINES[engine]
+    source = source.replace(KEY_PLACEHOLDER, key).replace(SECRET_PLACEHOLDER, secret)
     written = 0
     with lock:
         for table, cols, sql in (
@@ -102,14 +123,19 @@ def compute(
     from distributed import as_completed
 
     key = uuid.uuid4().hex
-    _ENGINES[key] = (client, threading.Lock())
+    s3 = settings.s3
+    keys = (
+        s3.access_key.get_secret_value() if s3.access_key else "",
+        s3.secret_key.get_secret_value() if s3.secret_key else "",
+    )
+    _ENGINES[key] = (client, threading.Lock(), keys)
     t0 = time.monotonic()
     try:
         futures = []
         for day in days:
             s = tiers.day_start_ms(day)
             e = min(s + DAY_MS, close_ms)
-            src = source_sql(settings, snap, day, s, e)
+            src = source_sql(settings, snap, day, s, e, placeholders=True)
             futures.append(
                 dc.submit(recompute_day_in_engine, key, src, day.isoformat(), s, e, close_ms, pure=False)
             )

@@ -100,10 +100,13 @@ def assert_merged_equals_oracle(world: World) -> None:
         engine.close()
 
 
-def _backfill(world: World, dask: Any) -> Any:
+def _backfill(world: World, dask: Any, mode: str = "export") -> Any:
     now = datetime.fromtimestamp(world.now_ms / 1000, tz=UTC)
     start = datetime.fromtimestamp((world.now_ms - 4 * DAY_MS) / 1000, tz=UTC)
-    return run_recompute(world.settings, world.client, start=start, end=now, now=now, dask=dask)
+    settings = world.settings.model_copy(
+        update={"batch": world.settings.batch.model_copy(update={"recompute_mode": mode})}
+    )
+    return run_recompute(settings, world.client, start=start, end=now, now=now, dask=dask)
 
 
 def test_ingest_and_export_recompute_on_external_cluster_equal_oracle(
@@ -204,5 +207,28 @@ def test_full_tier_move_then_cold_backfill_on_external_cluster_keeps_secrets_off
     assert s3.access_key is not None and s3.secret_key is not None
     assert specs, "the plugin saw no task"
     assert any(s3.endpoint.encode() in spec for spec in specs), "task specs do not name the S3 endpoint"
+    for secret in (s3.access_key.get_secret_value(), s3.secret_key.get_secret_value()):
+        assert not any(secret.encode() in spec for spec in specs), "an S3 secret is in the task graph"
+
+
+def test_pushdown_tasks_carry_no_secret_either(world: World) -> None:
+    """In-process workers (pushdown): the day's SQL names placeholders, not the S3 keys."""
+    from distributed import Client as DaskClient
+    from distributed import LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+        DaskClient(cluster) as dc,
+    ):
+        dc.register_plugin(_SpecRecorder())
+        report = _backfill(world, dc, mode="pushdown")
+        specs = dc.run_on_scheduler(_recorded_specs)
+    assert "mode_pushdown" in report.timings and report.rows["cold"] == len(world.oracle())
+    assert_views_equal_oracle(world, world.now_ms // 60_000 * 60_000)
+    s3 = world.settings.s3
+    assert s3.access_key is not None and s3.secret_key is not None and specs
+    assert any(b"__LRT_S3_SECRET_KEY__" in spec for spec in specs), (
+        "the cold s3() calls were not in the tasks"
+    )
     for secret in (s3.access_key.get_secret_value(), s3.secret_key.get_secret_value()):
         assert not any(secret.encode() in spec for spec in specs), "an S3 secret is in the task graph"
