@@ -7,14 +7,24 @@ PYTEST_ARGS ?=
 
 .PHONY: install up down status demo test test-only lint typecheck bench fmt chaos clean
 
-install: $(STAMP)
+NODE_STAMP := node_modules/.installed-stamp
+
+install: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	./scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,notebooks]'
 	touch $(STAMP)
+
+# The dashboard's chart library (plotly.js's basic bundle), exactly as package-lock.json
+# pins it, into node_modules/ (ignored by git; the daemon serves it from there). Re-run
+# only when the lock changes or node_modules/ is gone.
+$(NODE_STAMP): package.json package-lock.json scripts/install-system-deps.sh
+	./scripts/install-system-deps.sh
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
 
 up: install
 	$(BIN)/lambda-rt up
@@ -28,9 +38,11 @@ status: install
 demo: install
 	$(BIN)/lambda-rt demo
 
+# lint-imports checks the layering contracts of pyproject.toml ([tool.importlinter]).
 lint: install
 	$(BIN)/ruff check lambda_rt speed_layer batch_layer serving tests bench
 	$(BIN)/ruff format --check lambda_rt speed_layer batch_layer serving tests bench
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
@@ -59,4 +71,4 @@ chaos: install
 	  cat chaos-report.jsonl 2>/dev/null; exit $$rc
 
 clean:
-	rm -rf $(VENV) .lambda-rt .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) node_modules .lambda-rt .mypy_cache .ruff_cache build *.egg-info

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lambda_rt.clients.s3_worker import S3Location, worker_storage_options
+from lambda_rt.vocabulary import GRANULARITIES, METRICS
 
 __all__ = ["AGG_COLUMNS", "PartitionResult", "aggregate_partition", "metrics_sql"]
 
@@ -59,9 +60,9 @@ def metrics_sql(source: str, start_ms: int, end_ms: int, close_ms: int) -> str:
     DateTime64/timestamp). Rows with ``start_ms <= ts < end_ms`` are counted;
     only buckets ending at or before ``close_ms`` are returned. One
     ``GROUP BY GROUPING SETS`` over the 12 (granularity, dims) sets, so the
-    source is read once (cold Parquet in S3 included). One ``GROUP BY`` per set
-    under ``UNION ALL`` read it 12 times: the pushdown recompute of 2M events
-    took 46 s with that, 12 s with this (bench/batch.py, same machine). A key
+    source is read once (cold Parquet in S3 included), where one ``GROUP BY``
+    per set under ``UNION ALL`` would read it 12 times (docs/benchmarks.md,
+    Batch layer, has the measurement). A key
     outside a row's set comes out as its type's default (bucket
     1970-01-01, ``store_id`` 0, ``event_type`` ''), never a real value (store ids
     start at 1, event types are non-empty), which gives the view's convention
@@ -210,12 +211,14 @@ def aggregate_partition(
 def _compact(table: pa.Table) -> pa.Table:
     """Cheaper to insert: Enum columns as Int8 codes, event_type dictionary-encoded.
 
-    (Inserting a 236K-row day measured 1.0 s with string enums, 0.36 s like this.)
+    ClickHouse then stores the codes as they are instead of parsing a string per
+    row (docs/benchmarks.md, Batch layer, has the measurement).
     """
     import pyarrow.compute as pc
 
     if "granularity" in table.column_names and pa.types.is_string(table.schema.field("granularity").type):
-        codes = pc.index_in(table["granularity"], pa.array(["minute", "hour", "day"]))
+        # the views' Enum8 codes (batch_layer.views.GRANULARITY_CODES) are 1-based positions
+        codes = pc.index_in(table["granularity"], pa.array(GRANULARITIES))
         table = table.set_column(0, "granularity", pc.add(codes, 1).cast(pa.int8()))
     if "event_type" in table.column_names:
         i = table.column_names.index("event_type")
@@ -231,18 +234,7 @@ def _empty_metrics() -> pa.Table:
             "bucket": pa.array([], pa.timestamp("s", tz="UTC")),
             "store_id": pa.array([], pa.uint64()),
             "event_type": pa.array([], pa.string()),
-            **{
-                m: pa.array([], pa.int64())
-                for m in (
-                    "events",
-                    "orders",
-                    "revenue",
-                    "refunds",
-                    "unique_customers",
-                    "payment_failures",
-                    "inventory_delta",
-                )
-            },
+            **{m: pa.array([], pa.int64()) for m in METRICS},
         }
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lambda_rt.errors import LambdaRTError
 
-__all__ = ["BatchError", "JobOverlapError", "TierVerifyError"]
+__all__ = ["BatchError", "TierVerifyError"]
 
 
 class BatchError(LambdaRTError):
@@ -12,11 +12,7 @@ class BatchError(LambdaRTError):
 
 
 class TierVerifyError(BatchError):
-    """A tier copy did not match its source (row count or event_id checksum).
+    """A tier copy did not match its source (row count or the checksum of whole rows).
 
     The source is kept; the next tier run deletes the partial copy and retries.
     """
-
-
-class JobOverlapError(BatchError):
-    """A job was started while another run of the same job holds its lock."""

@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from batch_layer import state
 from batch_layer.runtime import crash_point
 from batch_layer.tables import EVENT_COLUMNS, EVENTS_HOT, INGEST_LOG, ensure_tables
 from lambda_rt.clients.clickhouse import Client
-from lambda_rt.clients.kafka import make_consumer, make_producer
+from lambda_rt.clients.kafka import ConsumerErrorPolicy, KafkaProducer, make_consumer
 from lambda_rt.config import Settings
 from lambda_rt.dlq import DeadLetterWriter
 from lambda_rt.events.validate import TimeWindow, validate_batch
@@ -127,7 +127,7 @@ class _Block:
 class Ingestor:
     """The ingest loop; host it in a thread with a ``stop`` event, or run it alone."""
 
-    def __init__(self, settings: Settings, client: Client, *, producer: Any | None = None) -> None:
+    def __init__(self, settings: Settings, client: Client, *, producer: KafkaProducer | None = None) -> None:
         self._settings = settings
         self._client = client
         self._producer = producer
@@ -144,20 +144,19 @@ class Ingestor:
         """Consume until ``stop`` is set or no message arrived for ``until_idle_s``."""
         t0 = time.monotonic()
         ensure_tables(self._client)
-        producer = self._producer or make_producer(self._settings.kafka)
+        # a producer passed in belongs to the caller; the one made here is closed here
+        owned = self._producer is None
+        producer = KafkaProducer(self._settings.kafka) if self._producer is None else self._producer
         dlq = DeadLetterWriter(producer, self._settings.kafka.dlq_topic)
+        errors = ConsumerErrorPolicy()
         consumer = make_consumer(self._settings.kafka, self._settings.batch.ingest_group)
-        consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        self._partitions_total = topic_partition_count(consumer, self._topic)
         last_msg = time.monotonic()
         try:
+            consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+            self._partitions_total = topic_partition_count(consumer, self._topic)
             while not (stop is not None and stop.is_set()):
                 msgs = consumer.consume(num_messages=self._settings.batch.ingest_batch_size, timeout=0.5)
-                good = [m for m in msgs if m.error() is None]
-                for m in msgs:
-                    err = m.error()
-                    if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                        raise_kafka(err)
+                good = errors.good(msgs)
                 if good:
                     last_msg = time.monotonic()
                     self._handle(consumer, dlq, good)
@@ -165,6 +164,8 @@ class Ingestor:
                     break
         finally:
             consumer.close()
+            if owned:
+                producer.close()
             self.report.seconds = time.monotonic() - t0
         return self.report
 
@@ -295,11 +296,3 @@ def _off(m: Message) -> int:
 
 def _part(m: Message) -> int:
     return int(m.partition() or 0)
-
-
-def raise_kafka(err: KafkaError) -> None:
-    """Turn a fatal consumer error into a :class:`ServiceUnavailableError`."""
-    from lambda_rt.errors import ServiceUnavailableError
-
-    if err.fatal() or not err.retriable():
-        raise ServiceUnavailableError(f"Kafka consumer error: {err}")

@@ -1,5 +1,9 @@
 """Batch jobs as validated objects: one ``kind`` each, run once or on a schedule.
 
+:func:`jobs_for` is the one place a job name (``recompute``, ``tier``, ``all``:
+:data:`lambda_rt.vocabulary.RUNNABLE_JOBS`) becomes job objects; the command
+line, the daemon and the schedule all go through it.
+
 Every run is recorded in ``job_history`` (job, window, start, end, rows,
 status, error): a ``running`` row when it starts, the final row when it ends
 (ReplacingMergeTree keeps the latest). A failure is recorded and re-raised.
@@ -8,7 +12,7 @@ status, error): a ``running`` row when it starts, the final row when it ends
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -17,20 +21,23 @@ from batch_layer.state import JobRecord, record_job
 from batch_layer.tiering import TierReport, run_tier
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
+from lambda_rt.vocabulary import ALL_JOBS, JOB_KINDS, RUNNABLE_JOBS
 
-__all__ = ["JOB_KINDS", "RecomputeJob", "TierJob", "run_all"]
-
-JOB_KINDS = ("recompute", "tier")
+__all__ = ["BatchJob", "RecomputeJob", "TierJob", "jobs_for", "run_all"]
 
 
 class _Job(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    uses_dask: ClassVar[bool] = False
+    """Whether ``run`` uses a Dask client (a caller keeps one for jobs that do)."""
 
 
 class RecomputeJob(_Job):
     """Recompute closed windows, or backfill ``[start, end)`` when given."""
 
     kind: Literal["recompute"] = "recompute"
+    uses_dask: ClassVar[bool] = True
     start: datetime | None = None
     end: datetime | None = None
 
@@ -65,7 +72,10 @@ class TierJob(_Job):
 
     kind: Literal["tier"] = "tier"
 
-    def run(self, settings: Settings, client: Client, *, progress: bool = False) -> TierReport:
+    def run(
+        self, settings: Settings, client: Client, *, dask: Any | None = None, progress: bool = False
+    ) -> TierReport:
+        """Run once; ``dask`` is accepted for a uniform call and not used (moves run in chDB)."""
         rec = record_job(client, JobRecord(self.kind))
         try:
             report = run_tier(settings, client, progress=progress)
@@ -83,6 +93,23 @@ def _finish(client: Client, rec: JobRecord, status: str, *, rows: int = 0, error
     except Exception:
         if status == "ok":
             raise
+
+
+BatchJob = RecomputeJob | TierJob
+
+
+def jobs_for(kind: str, start: datetime | None = None, end: datetime | None = None) -> list[BatchJob]:
+    """The jobs ``kind`` names, in run order (``all``: a recompute, then a tier move).
+
+    ``start``/``end`` bound the recompute (a backfill); a tier move takes no range.
+
+    Raises:
+        ValueError: ``kind`` is not one of ``RUNNABLE_JOBS``.
+    """
+    if kind not in RUNNABLE_JOBS:
+        raise ValueError(f"unknown job {kind!r}: use {', '.join(RUNNABLE_JOBS)}")
+    kinds = JOB_KINDS if kind == ALL_JOBS else (kind,)
+    return [RecomputeJob(start=start, end=end) if k == "recompute" else TierJob() for k in kinds]
 
 
 def run_all(

@@ -23,8 +23,9 @@ import uuid
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from batch_layer import tiers
+from batch_layer import visibility
 from batch_layer.aggregate import AGG_COLUMNS, inventory_sql, metrics_sql
+from batch_layer.staging import replace_day
 from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["INVENTORY_COLS", "METRIC_COLS", "compute", "recompute_day_in_engine", "source_sql"]
 
-DAY_MS = 86_400_000
 _ENGINES: dict[str, tuple[Client, threading.Lock, tuple[str, str]]] = {}
 
 METRIC_COLS = (
@@ -52,7 +52,7 @@ SECRET_PLACEHOLDER = "__LRT_S3_SECRET_KEY__"
 
 def source_sql(
     settings: Settings,
-    snap: tiers.TierSnapshot,
+    snap: visibility.TierSnapshot,
     day: date,
     start_ms: int,
     end_ms: int,
@@ -64,7 +64,7 @@ def source_sql(
     With ``placeholders`` the ``s3()`` calls name :data:`KEY_PLACEHOLDER` and
     :data:`SECRET_PLACEHOLDER` instead of the keys (for SQL sent as a task argument).
     """
-    parts = [tiers.engine_sql(snap, start_ms, end_ms)]
+    parts = [visibility.engine_sql(snap, start_ms, end_ms)]
     s3 = settings.s3
     key = s3.access_key.get_secret_value() if s3.access_key else ""
     secret = s3.secret_key.get_secret_value() if s3.secret_key else ""
@@ -73,7 +73,7 @@ def source_sql(
     cols = ", ".join(AGG_COLUMNS)
     for url in snap.cold_files.get(day, []):
         parts.append(
-            f"SELECT {cols} FROM s3('{tiers.cold_http_url(s3, url)}', '{key}', '{secret}', 'Parquet')"
+            f"SELECT {cols} FROM s3('{visibility.cold_http_url(s3, url)}', '{key}', '{secret}', 'Parquet')"
         )
     return "(" + " UNION ALL ".join(parts) + ")"
 
@@ -90,27 +90,20 @@ def recompute_day_in_engine(
             (BATCH_METRICS, METRIC_COLS, metrics_sql(source, start_ms, end_ms, close_ms)),
             (BATCH_INVENTORY, INVENTORY_COLS, inventory_sql(source, start_ms, end_ms, close_ms)),
         ):
-            staging = f"{table}_staging"
-            client.command(f"ALTER TABLE {staging} DROP PARTITION '{day}'")
-            client.command(f"INSERT INTO {staging} ({cols}) {sql}")
-            n = int(
-                client.query(f"SELECT count() FROM {staging} WHERE toDate(bucket) = '{day}'").result_rows[0][
-                    0
-                ]
-            )
-            if n == 0:
-                client.command(f"ALTER TABLE {table} DROP PARTITION '{day}'")
-                continue
-            client.command(f"ALTER TABLE {table} REPLACE PARTITION '{day}' FROM {staging}")
-            client.command(f"ALTER TABLE {staging} DROP PARTITION '{day}'")
-            written += n
+
+            def fill(staging: str, cols: str = cols, sql: str = sql) -> int:
+                client.command(f"INSERT INTO {staging} ({cols}) {sql}")
+                rows = client.query(f"SELECT count() FROM {staging} WHERE toDate(bucket) = '{day}'")
+                return int(rows.result_rows[0][0])
+
+            written += replace_day(client, table, day, fill)
     return start_ms, written
 
 
 def compute(
     settings: Settings,
     client: Client,
-    snap: tiers.TierSnapshot,
+    snap: visibility.TierSnapshot,
     days: list[date],
     close_ms: int,
     dc: Any,
@@ -133,8 +126,7 @@ def compute(
     try:
         futures = []
         for day in days:
-            s = tiers.day_start_ms(day)
-            e = min(s + DAY_MS, close_ms)
+            s, e = visibility.day_window(day, close_ms)
             src = source_sql(settings, snap, day, s, e, placeholders=True)
             futures.append(
                 dc.submit(recompute_day_in_engine, key, src, day.isoformat(), s, e, close_ms, pure=False)

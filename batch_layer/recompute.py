@@ -30,23 +30,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from batch_layer import pushdown, state, tiers
+import pyarrow as pa
+
+from batch_layer import pushdown, state, visibility
 from batch_layer.aggregate import PartitionResult, aggregate_partition
 from batch_layer.runtime import crash_point, dask_client, dataset_lock, job_lock
+from batch_layer.staging import replace_day
 from batch_layer.tables import ensure_tables
 from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS, WATERMARK_KEY
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.clients.s3_worker import register_local_credentials, s3_location
 from lambda_rt.config import Settings
+from lambda_rt.vocabulary import DAY_MS, MINUTE_MS
 
 __all__ = ["RecomputeReport", "run_recompute"]
 
 log = logging.getLogger(__name__)
 
-DAY_MS = 86_400_000
 # a day is resubmitted after a lost worker at most this many times
 MAX_DAY_ATTEMPTS = 3
-MINUTE_MS = 60_000
 
 
 @dataclass
@@ -115,7 +117,7 @@ def run_recompute(
         ensure_tables(client)
         now_ms = _ms(now or datetime.now(UTC))
         close_ms = (now_ms - settings.batch.allowed_lateness_s * 1000) // MINUTE_MS * MINUTE_MS
-        snap = tiers.snapshot(client)
+        snap = visibility.snapshot(client)
         wm_ms = state.read_state(client, WATERMARK_KEY)
         # a clock behind the watermark (skew, a longer lateness setting) must not recompute the
         # watermark's day only partly: buckets up to the watermark are already served as final
@@ -123,24 +125,26 @@ def run_recompute(
         report = RecomputeReport(close=_dt(close_ms))
         report.previous_watermark = _dt(wm_ms) if wm_ms is not None else None
         ledger, ledger_upto = state.read_ledger(client, now_ms)
-        data_days = sorted(set(tiers.engine_days(client, snap, 0, close_ms)) | set(snap.cold_days()))
-        data_days = [d for d in data_days if tiers.day_start_ms(d) < close_ms]
+        data_days = sorted(set(visibility.engine_days(client, snap, 0, close_ms)) | set(snap.cold_days()))
+        data_days = [d for d in data_days if visibility.day_start_ms(d) < close_ms]
 
         if start is not None or end is not None:
             lo = _ms(start) if start else 0
             hi = min(_ms(end), close_ms) if end else close_ms
             days = [
-                d for d in data_days if tiers.day_start_ms(d) + DAY_MS > lo and tiers.day_start_ms(d) < hi
+                d
+                for d in data_days
+                if visibility.day_start_ms(d) + DAY_MS > lo and visibility.day_start_ms(d) < hi
             ]
             first_open = (wm_ms // DAY_MS * DAY_MS) if wm_ms is not None else None
             covers = hi >= close_ms and (
                 (first_open is not None and lo <= first_open)
-                or (first_open is None and (not data_days or lo <= tiers.day_start_ms(data_days[0])))
+                or (first_open is None and (not data_days or lo <= visibility.day_start_ms(data_days[0])))
             )
         else:
             first_open = wm_ms // DAY_MS * DAY_MS if wm_ms is not None else 0
-            days = [d for d in data_days if tiers.day_start_ms(d) >= first_open]
-            days = sorted(set(days) | {w.day for w in ledger if tiers.day_start_ms(w.day) < close_ms})
+            days = [d for d in data_days if visibility.day_start_ms(d) >= first_open]
+            days = sorted(set(days) | {w.day for w in ledger if visibility.day_start_ms(w.day) < close_ms})
             covers = True
         for w in ledger:
             if wm_ms is not None and w.min_ts_ms < wm_ms and w.day in days:
@@ -171,14 +175,13 @@ def run_recompute(
 
 
 def _rows_per_tier(
-    client: Client, snap: tiers.TierSnapshot, days: list[date], close_ms: int
+    client: Client, snap: visibility.TierSnapshot, days: list[date], close_ms: int
 ) -> dict[str, int]:
     out: dict[str, int] = {"hot": 0, "warm": 0, "cold": 0}
     for d in days:
         out["cold"] += snap.cold_rows.get(d, 0)
-        s = tiers.day_start_ms(d)
-        e = min(s + DAY_MS, close_ms)
-        rows = client.query(tiers.tier_count_sql(snap, s, e)).result_rows
+        s, e = visibility.day_window(d, close_ms)
+        rows = client.query(visibility.tier_count_sql(snap, s, e)).result_rows
         for tier, n in rows:
             out[tier] += int(n)
     return out
@@ -187,7 +190,7 @@ def _rows_per_tier(
 def _compute(
     settings: Settings,
     client: Client,
-    snap: tiers.TierSnapshot,
+    snap: visibility.TierSnapshot,
     days: list[date],
     close_ms: int,
     dc: Any,
@@ -213,10 +216,9 @@ def _compute(
     ac = as_completed()
 
     def submit(day: date) -> None:
-        s = tiers.day_start_ms(day)
-        e = min(s + DAY_MS, close_ms)
+        s, e = visibility.day_window(day, close_ms)
         t = time.monotonic()
-        rows = tiers.export_engine_rows(client, snap, s, e)
+        rows = visibility.export_engine_rows(client, snap, s, e)
         _add(report, "export", t)
         cold = list(snap.cold_files.get(day, []))
         # scatter, not embed: large Arrow tables in the task graph slow the scheduler
@@ -282,15 +284,13 @@ def write_day(client: Client, result: PartitionResult) -> int:
     day = _day_of(result.start_ms).isoformat()
     written = 0
     for table, data in ((BATCH_METRICS, result.metrics), (BATCH_INVENTORY, result.inventory)):
-        staging = f"{table}_staging"
-        client.command(f"ALTER TABLE {staging} DROP PARTITION '{day}'")
-        if data.num_rows == 0:
-            client.command(f"ALTER TABLE {table} DROP PARTITION '{day}'")
-            continue
-        client.insert_arrow(staging, data)
-        client.command(f"ALTER TABLE {table} REPLACE PARTITION '{day}' FROM {staging}")
-        client.command(f"ALTER TABLE {staging} DROP PARTITION '{day}'")
-        written += data.num_rows
+
+        def fill(staging: str, data: pa.Table = data) -> int:
+            if data.num_rows:
+                client.insert_arrow(staging, data)
+            return int(data.num_rows)
+
+        written += replace_day(client, table, day, fill)
     return written
 
 

@@ -1,7 +1,7 @@
 """Process-level helpers of batch jobs: the Dask client, the crash hook, job locks.
 
 - :func:`dask_client`: a LocalCluster (``settings.dask``) or the configured
-  scheduler; prints the dashboard link when it starts a cluster.
+  scheduler; logs the dashboard link when it starts a cluster.
 - :func:`crash_point`: the test hook of every multi-step job; when
   ``settings.batch.crash_after`` names the step just finished, the process exits
   at once with ``os._exit`` (no cleanup, like ``kill -9``).
@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -19,10 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from batch_layer.errors import JobOverlapError
 from lambda_rt.config import Settings
+from lambda_rt.errors import JobRunningError
 
 __all__ = ["crash_point", "dask_client", "dataset_lock", "job_lock"]
+
+log = logging.getLogger(__name__)
 
 CRASH_EXIT_CODE = 137
 
@@ -71,7 +74,7 @@ def dask_client(settings: Settings, *, quiet: bool = False) -> Iterator[object]:
     try:
         with Client(cluster) as client:
             if not quiet:
-                print(f"dask dashboard: {_dashboard_link(settings, client)}", file=sys.stderr)
+                log.info("dask dashboard: %s", _dashboard_link(settings, client))
             yield client
     finally:
         cluster.close()
@@ -110,7 +113,7 @@ def job_lock(job: str) -> Iterator[None]:
     with _GUARD:
         lock = _LOCKS.setdefault(job, threading.Lock())
     if not lock.acquire(blocking=False):
-        raise JobOverlapError(f"job {job} is already running in this process; skipped")
+        raise JobRunningError(f"job {job} is already running in this process; skipped", job=job)
     try:
         yield
     finally:

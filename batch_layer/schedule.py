@@ -19,11 +19,12 @@ import threading
 from contextlib import ExitStack
 from typing import Any
 
-from batch_layer.errors import JobOverlapError
-from batch_layer.jobs import RecomputeJob, TierJob
+from batch_layer.jobs import jobs_for
 from batch_layer.runtime import dask_client
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
+from lambda_rt.errors import JobRunningError
+from lambda_rt.vocabulary import JOB_KINDS
 
 __all__ = ["BatchScheduler"]
 
@@ -38,8 +39,8 @@ class BatchScheduler:
         self._client = client
         self._dask = dask
         self._stack = ExitStack()
-        self.runs: dict[str, int] = {"recompute": 0, "tier": 0}
-        self.errors: dict[str, int] = {"recompute": 0, "tier": 0}
+        self.runs: dict[str, int] = dict.fromkeys(JOB_KINDS, 0)
+        self.errors: dict[str, int] = dict.fromkeys(JOB_KINDS, 0)
 
     def _dask_client(self) -> Any:
         if self._dask is None:
@@ -48,13 +49,12 @@ class BatchScheduler:
 
     def _run(self, kind: str) -> None:
         try:
-            if kind == "recompute":
-                summary = RecomputeJob().run(self._settings, self._client, dask=self._dask_client()).summary()
-            else:
-                summary = TierJob().run(self._settings, self._client).summary()
+            (job,) = jobs_for(kind)
+            dask = self._dask_client() if job.uses_dask else None
+            summary = job.run(self._settings, self._client, dask=dask).summary()
             self.runs[kind] += 1
             log.info("%s", summary)
-        except JobOverlapError as exc:
+        except JobRunningError as exc:
             log.warning("%s", exc)
         except Exception:
             self.errors[kind] += 1

@@ -20,6 +20,7 @@ from batch_layer.tables import BATCH_STATE, JOB_HISTORY, LATE_EVENTS
 from batch_layer.views import redis_watermark_key
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
+from lambda_rt.vocabulary import DAY_MS
 
 __all__ = [
     "LEDGER_KEY",
@@ -91,13 +92,13 @@ def record_late(client: Client, ts_ms: pa.Array | list[int], now_ms: int) -> int
     arr = np.asarray(ts_ms, dtype=np.int64)
     if arr.size == 0:
         return 0
-    days = arr // 86_400_000
+    days = arr // DAY_MS
     rows = []
     for d in np.unique(days):
         sel = arr[days == d]
         rows.append(
             [
-                datetime.fromtimestamp(int(d) * 86_400, tz=UTC).date(),
+                datetime.fromtimestamp(int(d) * DAY_MS // 1000, tz=UTC).date(),
                 int(sel.size),
                 datetime.fromtimestamp(int(sel.min()) / 1000, tz=UTC),
                 datetime.fromtimestamp(int(sel.max()) / 1000, tz=UTC),

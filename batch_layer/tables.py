@@ -5,9 +5,9 @@ Raw events (the master dataset):
 - ``events_hot``: what ingest writes. MergeTree partitioned by event-time day
   (tier moves and recompute work day by day), ordered by ``(event_type, ts)``
   (long ``ts`` runs that DoubleDelta packs; nothing scans hot rows per store);
-  ZSTD(1) with DoubleDelta/T64: measured as cheap to insert as LZ4 and 8.5x
-  smaller than JSON lines at 10M events, where LZ4 under
-  ``(store_id, event_type, ts)`` gave 4.9x (bench/batch.py).
+  ZSTD(1) with DoubleDelta/T64: as cheap to insert as LZ4 and about twice as
+  small as LZ4 under ``(store_id, event_type, ts)`` (bench/batch.py; the
+  figures are in docs/benchmarks.md).
   ``(kafka_partition, kafka_offset)`` identifies each row's source message.
   ``non_replicated_deduplication_window`` makes ``insert_deduplication_token``
   work (measured on chDB: a replayed insert with the same token inserts nothing).
@@ -30,6 +30,7 @@ smaller, and no metric depends on the difference. This module holds no logic.
 
 from __future__ import annotations
 
+from batch_layer.views import GRANULARITY_CODES
 from lambda_rt.clients.clickhouse import Client
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "EVENTS_WARM",
     "EVENTS_WARM_OUTBOX",
     "EVENT_COLUMNS",
+    "EVENT_COLUMN_TYPES",
     "INGEST_LOG",
     "JOB_HISTORY",
     "LATE_EVENTS",
@@ -79,6 +81,8 @@ _EVENT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
 )
 EVENT_COLUMNS: tuple[str, ...] = tuple(c[0] for c in _EVENT_COLUMNS)
 """Raw event columns, in table order (``events_warm`` adds ``move_id``)."""
+EVENT_COLUMN_TYPES: dict[str, str] = {c[0]: c[1] for c in _EVENT_COLUMNS}
+"""Raw event column -> its ClickHouse type in the hot and warm tables."""
 
 _HOT_ORDER = "ORDER BY (event_type, ts)"
 _WARM_ORDER = "ORDER BY (store_id, event_type, ts)"
@@ -92,8 +96,11 @@ def _columns(warm: bool) -> str:
     return ",\n  ".join(cols)
 
 
+_GRANULARITY_ENUM = "Enum8(" + ", ".join(f"'{g}' = {code}" for g, code in GRANULARITY_CODES.items()) + ")"
+
+
 def _metric_columns() -> str:
-    return """granularity Enum8('minute' = 1, 'hour' = 2, 'day' = 3),
+    return f"""granularity {_GRANULARITY_ENUM},
   dims Enum8('none' = 0, 'store_id' = 1, 'event_type' = 2, 'store_id,event_type' = 3),
   bucket DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
   store_id UInt64 CODEC(T64, ZSTD(1)),
@@ -108,7 +115,7 @@ def _metric_columns() -> str:
 
 
 def _inventory_columns() -> str:
-    return """granularity Enum8('minute' = 1, 'hour' = 2, 'day' = 3),
+    return f"""granularity {_GRANULARITY_ENUM},
   bucket DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
   store_id UInt64 CODEC(T64, ZSTD(1)),
   product_id Int64 CODEC(T64, ZSTD(1)),

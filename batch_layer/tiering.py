@@ -3,7 +3,7 @@
 A move takes one UTC day of one tier to the next. It is a small state machine
 whose state is the manifest row (``tier_moves``, ReplacingMergeTree by
 ``move_id``); every step is safe to redo, and readers
-(:mod:`batch_layer.tiers`) see each row exactly once at every step:
+(:mod:`batch_layer.visibility`) see each row exactly once at every step:
 
 1. **start** - write the manifest row, state ``started``.
 2. **claim** - ``ALTER TABLE <src> MOVE PARTITION <day> TO TABLE <src>_outbox``
@@ -14,9 +14,10 @@ whose state is the manifest row (``tier_moves``, ReplacingMergeTree by
    ``s3://<bucket>/<cold_prefix>/date=YYYY-MM-DD/part-<move_id>.parquet``
    (zstd 9, sorted, delta encodings, 1M-row row groups; overwritten on retry). State ``copied``;
    the copy is still invisible to readers.
-4. **verify** - row count and an order-independent checksum
-   (``sum(cityHash64(event_id))`` mod 2^64) of source and copy must match;
-   otherwise :class:`TierVerifyError` and the source is kept.
+4. **verify** - row count and an order-independent checksum of whole rows
+   (:func:`row_checksum_sql`: the sum mod 2^64 of a hash of every column) of
+   source and copy must match; otherwise :class:`TierVerifyError` and the
+   source is kept.
 5. **record** - state ``recorded`` with rows and checksum: from now on readers
    use the copy and ignore the outbox day.
 6. **delete** - drop the outbox day; state ``done``.
@@ -38,6 +39,7 @@ from typing import Any
 from batch_layer.errors import TierVerifyError
 from batch_layer.runtime import crash_point, dataset_lock, job_lock
 from batch_layer.tables import (
+    EVENT_COLUMN_TYPES,
     EVENT_COLUMNS,
     EVENTS_HOT,
     EVENTS_HOT_OUTBOX,
@@ -46,13 +48,39 @@ from batch_layer.tables import (
     TIER_MOVES,
     ensure_tables,
 )
-from batch_layer.tiers import COMMITTED, cold_http_url
+from batch_layer.visibility import COMMITTED, cold_http_url
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
 
-__all__ = ["Move", "TierReport", "run_tier", "write_cold_parquet"]
+__all__ = ["Move", "TierReport", "row_checksum_sql", "run_tier", "write_cold_parquet"]
 
 _TABLES = {"hot": (EVENTS_HOT, EVENTS_HOT_OUTBOX), "warm": (EVENTS_WARM, EVENTS_WARM_OUTBOX)}
+
+
+def _canonical(column: str) -> str:
+    """``column`` cast to one type on every tier: its table type, without LowCardinality, Nullable.
+
+    The cold copy is Parquet read through ``s3()``, whose inferred types differ
+    from the tables' (Nullable strings, no LowCardinality, a time zone taken
+    from the file). A hash sees the type, so both sides hash the same cast:
+    Nullable, so that a NULL in a copy hashes apart from ``''`` or 0 instead
+    of failing the cast; DateTime64 hashes its instant, whatever its zone.
+    """
+    base = EVENT_COLUMN_TYPES[column]
+    if base.startswith("LowCardinality("):
+        base = base.removeprefix("LowCardinality(").removesuffix(")")
+    return f"CAST(`{column}` AS Nullable({base}))"
+
+
+def row_checksum_sql() -> str:
+    """``count(), checksum``: an order-free hash of whole rows, the same SQL on every tier.
+
+    ``sum`` of a per-row ``cityHash64`` over every raw event column (UInt64,
+    wrapping): rows may come back in any order, and a change in any column of
+    any row changes it.
+    """
+    cols = ", ".join(_canonical(c) for c in EVENT_COLUMNS)
+    return f"count(), sum(cityHash64(tuple({cols})))"
 
 
 @dataclass
@@ -223,7 +251,7 @@ class _Mover:
 
     def _source_checksum(self, outbox: str, move: Move) -> tuple[int, int]:
         row = self.client.query(
-            f"SELECT count(), sum(cityHash64(event_id)) FROM {outbox} "
+            f"SELECT {row_checksum_sql()} FROM {outbox} "
             f"WHERE toDate(ts) = %(d)s{self._committed_filter(move)}",
             parameters={"d": move.day},
         ).result_rows[0]
@@ -237,14 +265,12 @@ class _Mover:
 
     def _dest_checksum(self, move: Move) -> tuple[int, int]:
         if move.dst == "warm":
-            sql = f"SELECT count(), sum(cityHash64(event_id)) FROM {EVENTS_WARM} WHERE move_id = %(m)s"
+            sql = f"SELECT {row_checksum_sql()} FROM {EVENTS_WARM} WHERE move_id = %(m)s"
             row = self.client.query(sql, parameters={"m": move.move_id}).result_rows[0]
             return int(row[0]), int(row[1] or 0)
         if not self._cold_exists(move):
             return (-1, -1)
-        row = self.client.query(
-            f"SELECT count(), sum(cityHash64(event_id)) FROM {self._s3_fn(move)}"
-        ).result_rows[0]
+        row = self.client.query(f"SELECT {row_checksum_sql()} FROM {self._s3_fn(move)}").result_rows[0]
         return int(row[0]), int(row[1] or 0)
 
     def _cold_exists(self, move: Move) -> bool:

@@ -31,13 +31,14 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from lambda_rt.clients.clickhouse import Client
+from lambda_rt.vocabulary import GRANULARITIES, GRANULARITY_MS, METRICS
 
 __all__ = [
     "BATCH_INVENTORY",
     "BATCH_METRICS",
     "BATCH_STATE",
     "DIMS_VALUES",
-    "GRANULARITY_MS",
+    "GRANULARITY_CODES",
     "METRIC_COLUMNS",
     "WATERMARK_KEY",
     "complete_through",
@@ -51,16 +52,10 @@ BATCH_METRICS = "batch_metrics"
 BATCH_INVENTORY = "batch_inventory"
 BATCH_STATE = "batch_state"
 WATERMARK_KEY = "watermark"
-METRIC_COLUMNS: tuple[str, ...] = (
-    "events",
-    "orders",
-    "revenue",
-    "refunds",
-    "unique_customers",
-    "payment_failures",
-    "inventory_delta",
-)
-GRANULARITY_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+METRIC_COLUMNS: tuple[str, ...] = METRICS
+"""``batch_metrics`` has one column per metric, named after it."""
+GRANULARITY_CODES: dict[str, int] = {g: i for i, g in enumerate(GRANULARITIES, 1)}
+"""The Enum8 value of each granularity in the views' ``granularity`` column."""
 DIMS_VALUES = ("none", "store_id", "event_type", "store_id,event_type")
 
 

@@ -36,8 +36,7 @@ import numpy as np
 
 from bench._stack import bench_stack
 from lambda_rt.config import Settings
-
-DAY_MS = 86_400_000
+from lambda_rt.vocabulary import DAY_MS, HOUR_MS
 
 
 def _load(settings: Settings, client: object, n: int, days: int, end_ms: int) -> dict[int, int]:
@@ -47,7 +46,7 @@ def _load(settings: Settings, client: object, n: int, days: int, end_ms: int) ->
     from lambda_rt.events.generator import EventGenerator, GeneratorConfig
     from lambda_rt.events.validate import validate_batch
 
-    gen = EventGenerator(GeneratorConfig(seed=42, end_ms=end_ms, span_ms=days * DAY_MS - 3_600_000))
+    gen = EventGenerator(GeneratorConfig(seed=42, end_ms=end_ms, span_ms=days * DAY_MS - HOUR_MS))
     json_bytes: dict[int, int] = {}
     offset = 0
     t0 = time.monotonic()
@@ -88,17 +87,16 @@ def _column_sizes(client: object, table: str) -> dict[str, int]:
 
 def _compute_only(settings: Settings, client: object, close_ms: int) -> float:
     """The pushdown recompute's per-day queries into ``Null`` tables: its cost minus view writes."""
-    from batch_layer import pushdown, tiers
+    from batch_layer import pushdown, visibility
     from batch_layer.aggregate import inventory_sql, metrics_sql
 
-    snap = tiers.snapshot(client)  # type: ignore[arg-type]
-    days = sorted(set(tiers.engine_days(client, snap, 0, close_ms)) | set(snap.cold_days()))  # type: ignore[arg-type]
+    snap = visibility.snapshot(client)  # type: ignore[arg-type]
+    days = sorted(set(visibility.engine_days(client, snap, 0, close_ms)) | set(snap.cold_days()))  # type: ignore[arg-type]
     for table in ("batch_metrics", "batch_inventory"):
         client.command(f"CREATE TABLE IF NOT EXISTS bench_null_{table} AS {table} ENGINE = Null")  # type: ignore[attr-defined]
     t = time.monotonic()
     for day in days:
-        s = tiers.day_start_ms(day)
-        e = min(s + DAY_MS, close_ms)
+        s, e = visibility.day_window(day, close_ms)
         if s >= close_ms:
             continue
         src = pushdown.source_sql(settings, snap, day, s, e)

@@ -41,12 +41,11 @@ from typing import Any
 
 from bench._stack import bench_stack
 from lambda_rt.clients.clickhouse import open_clickhouse
-from lambda_rt.clients.kafka import ensure_topics, make_producer
+from lambda_rt.clients.kafka import ensure_topics
 from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
-from lambda_rt.producing import produce_batches
-
-HOUR_MS = 3_600_000
+from lambda_rt.producing import produce_all
+from lambda_rt.vocabulary import HOUR_MS, MINUTE_MS
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -75,7 +74,7 @@ def _load(settings: Settings, events: int, now_ms: int) -> Any:
     ensure_topics(settings.kafka)
     gen = EventGenerator(GeneratorConfig(seed=1, stores=1000, end_ms=now_ms - 1000, span_ms=24 * HOUR_MS))
     t0 = time.perf_counter()
-    produce_batches(make_producer(settings.kafka), settings.kafka.topic, gen.iter_batches(events, 50_000))
+    produce_all(settings.kafka, gen.iter_batches(events, 50_000))
     client = open_clickhouse(settings)
     speed = threading.Thread(
         target=run_speed, args=(settings,), kwargs={"until_idle_s": 5.0, "handle_signals": False}
@@ -83,7 +82,7 @@ def _load(settings: Settings, events: int, now_ms: int) -> Any:
     speed.start()
     Ingestor(settings, client).run(until_idle_s=5.0)
     speed.join()
-    wm = now_ms - 12 * HOUR_MS + 23 * 60_000  # mid-range, mid-hour
+    wm = now_ms - 12 * HOUR_MS + 23 * MINUTE_MS  # mid-range, mid-hour
     run_recompute(settings, client, now=datetime.fromtimestamp(wm / 1000, tz=UTC))
     print(f"loaded {events:,} events through both layers in {time.perf_counter() - t0:.1f} s")
     return client
@@ -174,7 +173,7 @@ def _components(
     ipc = res.to_arrow_ipc()
     steps: list[tuple[str, Any]] = [
         ("  batch state (stat)", engine.batch_state.state),
-        ("  speed state (1 round trip)", lambda: speed_view.read_speed_state(engine.redis, engine.keys)),
+        ("  speed state (1 round trip)", lambda: speed_view.read_speed_snapshot(engine.redis, engine.keys)),
         (
             "  batch read (warm copy)",
             lambda: engine.batch_copy.read(prep.batch.token, bp, spec.metric, spec.by),
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = _slice(base)
         now_ms = int(time.time() * 1000) // HOUR_MS * HOUR_MS
         client = _load(settings, args.events, now_ms)
-        wm_ms = now_ms - 12 * HOUR_MS + 23 * 60_000
+        wm_ms = now_ms - 12 * HOUR_MS + 23 * MINUTE_MS
         q = ("revenue", "store_id", format_ts(now_ms - 24 * HOUR_MS), format_ts(now_ms), "hour")
         engine = QueryEngine(settings, clickhouse=client)
         nocache = QueryEngine(settings, clickhouse=client, cache_entries=0)

@@ -53,10 +53,10 @@ def main() -> None:
 
     from batch_layer.ingest import Ingestor
     from lambda_rt.clients.clickhouse import open_clickhouse
-    from lambda_rt.clients.kafka import ensure_topics, make_producer
+    from lambda_rt.clients.kafka import ensure_topics
     from lambda_rt.clients.redis import make_redis
     from lambda_rt.events.generator import EventGenerator, GeneratorConfig
-    from lambda_rt.producing import produce_batches
+    from lambda_rt.producing import produce_all
     from speed_layer.pipeline import run_speed
 
     with bench_stack("lrt-bench-sizing-") as settings:
@@ -70,9 +70,7 @@ def main() -> None:
                 seed=3, end_ms=end_ms, span_ms=args.span_s * 1000, stores=args.stores, bad_fraction=0.01
             )
         )
-        produce_batches(
-            make_producer(settings.kafka), settings.kafka.topic, gen.iter_batches(args.events, 200_000)
-        )
+        produce_all(settings.kafka, gen.iter_batches(args.events, 200_000))
         r = make_redis(settings.redis)
         before = int(r.info("memory")["used_memory"])
         r.close()

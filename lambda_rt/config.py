@@ -191,6 +191,15 @@ class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 28080
     token: SecretStr | None = None
+    # gRPC (serving.grpc_api): same host and token; TLS when both paths are set
+    grpc_port: int = Field(default=28090, ge=0, lt=65536)
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    # GraphQL (serving.graphql_api): limits that keep one request from costing the daemon a lot
+    graphql_max_depth: int = Field(default=6, ge=1)
+    graphql_max_tokens: int = Field(default=2_000, ge=10)
+    graphql_max_aliases: int = Field(default=10, ge=1)
+    graphql_max_request_bytes: int = Field(default=16_384, ge=1_024)
 
 
 class StackSettings(_Section):

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from confluent_kafka import KafkaException, Producer
 
+from lambda_rt.clients.kafka import Headers, KafkaProducer
 from lambda_rt.config import KafkaSettings
 from lambda_rt.consuming import read_topic
-from lambda_rt.errors import ServiceUnavailableError
 
 __all__ = ["DeadLetter", "DeadLetterWriter", "RejectLike", "read_dead_letters"]
 
@@ -60,17 +59,15 @@ def _reason_text(reason: object) -> str:
 
 
 class DeadLetterWriter:
-    """Produces rejected messages to the DLQ topic (see the module docstring)."""
+    """Produces rejected messages to the DLQ topic (see the module docstring).
 
-    def __init__(self, producer: Producer, topic: str) -> None:
+    The writer does not own ``producer``: whoever created it closes it.
+    """
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
         self._producer = producer
         self._topic = topic
-        self._failed = 0
         self.sent = 0
-
-    def _on_delivery(self, err: object, _msg: object) -> None:
-        if err is not None:
-            self._failed += 1
 
     def send(
         self,
@@ -85,26 +82,20 @@ class DeadLetterWriter:
         ``partitions`` and ``offsets`` are the source coordinates of every
         value, aligned with ``values``. Call :meth:`flush` before recording the
         batch as done. Returns the number queued.
+
+        Raises:
+            KafkaClientError: the producer queue stayed full or refused a message.
         """
         for r in rejects:
             i = int(r.index)
-            headers: list[tuple[str, str | bytes | None]] = [
+            headers: Headers = [
                 ("reason", _reason_text(r.reason).encode()),
                 ("detail", str(r.detail).encode()),
                 ("source_topic", source_topic.encode()),
                 ("source_partition", str(int(partitions[i])).encode()),
                 ("source_offset", str(int(offsets[i])).encode()),
             ]
-            while True:
-                try:
-                    self._producer.produce(
-                        self._topic, value=values[i], headers=headers, on_delivery=self._on_delivery
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
-                except KafkaException as exc:
-                    raise ServiceUnavailableError(f"cannot produce to DLQ {self._topic}: {exc}") from exc
+            self._producer.produce(self._topic, values[i], headers=headers)
         self.sent += len(rejects)
         self._producer.poll(0)
         return len(rejects)
@@ -113,15 +104,10 @@ class DeadLetterWriter:
         """Wait until the broker acknowledged every queued dead letter.
 
         Raises:
-            ServiceUnavailableError: some were not acknowledged; the caller must
-                not record its batch as done (it will be redone, never lost).
+            KafkaClientError: some were not acknowledged; the caller must not
+                record its batch as done (it will be redone, never lost).
         """
-        remaining = self._producer.flush(timeout_s)
-        failed, self._failed = self._failed, 0
-        if remaining or failed:
-            raise ServiceUnavailableError(
-                f"{remaining + failed} dead letters to {self._topic} were not acknowledged"
-            )
+        self._producer.flush(timeout_s)
 
 
 def read_dead_letters(

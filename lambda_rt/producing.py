@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from lambda_rt.clients.kafka import KafkaProducer
+from lambda_rt.config import KafkaSettings
 
-from lambda_rt.errors import ServiceUnavailableError
-
-__all__ = ["ProduceReport", "paced", "produce_batches"]
+__all__ = ["ProduceReport", "paced", "produce_all", "produce_batches"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def paced(
 
 
 def produce_batches(
-    producer: Producer,
+    producer: KafkaProducer,
     topic: str,
     batches: Iterable[list[tuple[bytes, bytes]]],
     *,
@@ -60,41 +60,35 @@ def produce_batches(
 ) -> ProduceReport:
     """Produce every (key, value) and wait until the broker acknowledged all.
 
+    The caller owns ``producer`` (and closes it).
+
     Raises:
-        ServiceUnavailableError: messages were not acknowledged (the count is
-            in the message), so the caller never believes lost data arrived.
+        KafkaClientError: messages were not acknowledged (the count is in the
+            message), so the caller never believes lost data arrived.
     """
-    failed = 0
-
-    def _on_delivery(err: object, _msg: object) -> None:
-        nonlocal failed
-        if err is not None:
-            failed += 1
-
     total = 0
     t0 = time.monotonic()
     with ExitStack() as stack:
         out = stack.enter_context(open(out_file, "wb")) if out_file else None
         for batch in paced(batches, rate):
-            for key, value in batch:
-                while True:
-                    try:
-                        producer.produce(topic, value=value, key=key, on_delivery=_on_delivery)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)  # local queue full: let deliveries drain
-                    except KafkaException as exc:
-                        raise ServiceUnavailableError(f"cannot produce to {topic}: {exc}") from exc
-            producer.poll(0)
+            producer.produce_many(topic, batch)
             if out is not None:
                 out.write(b"\n".join(v for _, v in batch) + b"\n")
             total += len(batch)
             if on_progress:
                 on_progress(len(batch))
-        remaining = producer.flush(60)
-    seconds = time.monotonic() - t0
-    if remaining or failed:
-        raise ServiceUnavailableError(
-            f"{failed + remaining} of {total} messages were not acknowledged by the broker"
-        )
-    return ProduceReport(messages=total, seconds=seconds, failed=failed)
+        producer.flush(60)
+    return ProduceReport(messages=total, seconds=time.monotonic() - t0, failed=0)
+
+
+def produce_all(
+    settings: KafkaSettings,
+    batches: Iterable[list[tuple[bytes, bytes]]],
+    *,
+    rate: float | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    **producer_overrides: Any,
+) -> ProduceReport:
+    """:func:`produce_batches` to ``settings.topic`` with a producer opened and closed here."""
+    with KafkaProducer(settings, **producer_overrides) as producer:
+        return produce_batches(producer, settings.topic, batches, rate=rate, on_progress=on_progress)

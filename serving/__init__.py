@@ -15,13 +15,23 @@ had data::
         print(df.attrs["coverage"]["batch_through"], df.head())
 
 It imports the read side of the layers only (``speed_layer.keys``,
-``batch_layer.views``), never their runtime, except that the daemon hosts the
-batch ingest and schedule.
+``batch_layer.views``, ``batch_layer.tables``), never their runtime: the
+daemon that hosts the ingest, the schedule and batch jobs on request is
+:mod:`lambda_rt.daemon`, above serving (``make lint`` checks it).
 """
 
 from __future__ import annotations
 
-from serving.client import DAEMON_FILE, HttpClient, LocalClient, ServingClient, connect, find_daemon
+from lambda_rt.errors import JobRunningError
+from serving.client import (
+    DAEMON_FILE,
+    HttpClient,
+    JobRunner,
+    LocalClient,
+    ServingClient,
+    connect,
+    find_daemon,
+)
 from serving.errors import CoverageHoleError, DaemonError, InvalidQueryError, ServingError
 from serving.result import Coverage, QueryResult
 from serving.spec import QuerySpec, make_spec
@@ -33,6 +43,8 @@ __all__ = [
     "DaemonError",
     "HttpClient",
     "InvalidQueryError",
+    "JobRunner",
+    "JobRunningError",
     "LocalClient",
     "QueryResult",
     "QuerySpec",

@@ -5,14 +5,18 @@ shape (or, with ``format=arrow``, the rows as an Arrow IPC stream with the
 coverage JSON in its schema metadata: what :class:`serving.HttpClient`
 uses); ``GET /status`` the watermark, tier sizes, job history and cache
 figures; ``POST /jobs/{kind}`` runs a batch job in the daemon (what
-``lambda-rt batch run`` uses while the daemon owns the engine); ``GET
+``lambda-rt batch run`` uses while the daemon owns the engine; 409 when the
+same job is already running); ``GET
 /metrics`` the Prometheus text; ``GET /healthz`` liveness. With
 ``settings.serve.token`` set every route but ``/healthz`` needs
 ``Authorization: Bearer <token>``. The OpenAPI document is checked in as
-``serving/openapi.json`` (``python -m serving.app`` prints it).
+``serving/openapi.json`` (``python -m serving.app`` prints it). The live web
+dashboard (``/dashboard``, :mod:`serving.dashboard`) is mounted here too.
 
-The app holds no engine of its own: the daemon passes one in (the tests and
-``python -m serving.app`` build it without any).
+The app holds no engine of its own: the daemon (:mod:`lambda_rt.daemon`)
+passes in an :class:`AppBackend` (the tests and ``python -m serving.app``
+build it without any). :func:`create_app` is the one function that builds the
+app: a new route goes there.
 """
 
 from __future__ import annotations
@@ -21,32 +25,56 @@ import hmac
 import json
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from lambda_rt.errors import LambdaRTError
+from lambda_rt.errors import JobRunningError, LambdaRTError
+from serving.dashboard import dashboard_router
 from serving.errors import CoverageHoleError, InvalidQueryError
 
-__all__ = ["API_VERSION", "ARROW_MEDIA_TYPE", "create_app", "openapi_document"]
+__all__ = ["API_VERSION", "ARROW_MEDIA_TYPE", "AppBackend", "create_app", "openapi_document"]
 
 API_VERSION = "1"
 ARROW_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 
 
-class _Backend:
+class AppBackend(Protocol):
     """What the routes call; the daemon provides the real one."""
 
-    query: Callable[..., bytes | dict[str, Any]]  # the JSON body, or the object to encode
-    status: Callable[[], dict[str, Any]]
-    run_job: Callable[[str, str | None, str | None], dict[str, Any]]
-    metrics: Callable[[], bytes]
+    def query(
+        self,
+        metric: str,
+        by: str | None,
+        start: str | None,
+        end: str | None,
+        granularity: str,
+        strict: bool,
+        fmt: str = "json",
+    ) -> bytes | dict[str, Any]:
+        """The body: JSON or Arrow IPC bytes, or an object to encode as JSON."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def run_job(self, kind: str, start: str | None, end: str | None) -> dict[str, Any]: ...
+
+    def metrics(self) -> bytes: ...
 
 
-def create_app(backend: Any | None = None, token: str | None = None) -> FastAPI:
-    """The FastAPI app; ``backend`` has ``query``, ``status``, ``run_job`` and ``metrics``."""
+def create_app(
+    backend: AppBackend | None = None,
+    token: str | None = None,
+    *,
+    graphql: Callable[[FastAPI], object] | None = None,
+) -> FastAPI:
+    """The FastAPI app over ``backend`` (``None``: every route but ``/healthz`` answers 503).
+
+    ``graphql`` mounts ``/graphql`` on the app (the daemon passes
+    :func:`serving.api_hosting.graphql_mounter`'s; it is not in the OpenAPI document).
+    """
     app = FastAPI(
         title="lambda-rt serving",
         version=API_VERSION,
@@ -60,7 +88,7 @@ def create_app(backend: Any | None = None, token: str | None = None) -> FastAPI:
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise HTTPException(status_code=401, detail="missing or wrong bearer token")
 
-    def need() -> Any:
+    def need() -> AppBackend:
         if backend is None:
             raise HTTPException(status_code=503, detail="no engine")
         return backend
@@ -69,9 +97,16 @@ def create_app(backend: Any | None = None, token: str | None = None) -> FastAPI:
     async def _invalid(_: Request, exc: InvalidQueryError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
+    # A 409's detail names its error type, so serving.HttpClient raises the same type again.
     @app.exception_handler(CoverageHoleError)
     async def _hole(_: Request, exc: CoverageHoleError) -> JSONResponse:
-        return JSONResponse(status_code=409, content={"detail": {"message": str(exc), "holes": exc.holes}})
+        detail = {"error": "CoverageHoleError", "message": str(exc), "holes": exc.holes}
+        return JSONResponse(status_code=409, content={"detail": detail})
+
+    @app.exception_handler(JobRunningError)
+    async def _job_running(_: Request, exc: JobRunningError) -> JSONResponse:
+        detail = {"error": "JobRunningError", "message": str(exc), "job": exc.job}
+        return JSONResponse(status_code=409, content={"detail": detail})
 
     @app.exception_handler(LambdaRTError)
     async def _error(_: Request, exc: LambdaRTError) -> JSONResponse:
@@ -120,6 +155,10 @@ def create_app(backend: Any | None = None, token: str | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(content=need().metrics(), media_type="text/plain; version=0.0.4")
 
+    # the live web dashboard (/dashboard, outside the OpenAPI document): serving/dashboard/
+    app.include_router(dashboard_router(app, backend, auth, auth_required=token is not None))
+    if graphql is not None:
+        graphql(app)
     return app
 
 

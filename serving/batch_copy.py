@@ -44,18 +44,17 @@ import numpy as np
 
 from batch_layer import views
 from lambda_rt.clients.clickhouse import Client
+from lambda_rt.vocabulary import DAY_MS
 from serving.batch_view import dim_columns_sql
 from serving.plan import Piece
 from serving.speed_view import Columns, empty_columns
 
-__all__ = ["CHUNK_OVERHEAD_ROWS", "DAY_MS", "MAX_DAYS", "BatchCopy", "chunk_load_sql"]
+__all__ = ["CHUNK_OVERHEAD_ROWS", "MAX_DAYS", "BatchCopy", "chunk_load_sql"]
 
-DAY_MS = 86_400_000
 MAX_DAYS = 1_100
 """Day chunks one query may use (three years); longer ranges read ClickHouse."""
 CHUNK_OVERHEAD_ROWS = 16
 """What a chunk's Python objects cost, in rows of the budget."""
-_GRAN_CODE = {"minute": 1, "hour": 2, "day": 3}  # the views' Enum8 values
 
 
 def _source(metric: str, by: tuple[str, ...]) -> tuple[str, str, tuple[str, ...], str]:
@@ -186,7 +185,7 @@ class BatchCopy:
         }
         out: dict[tuple[str, int], Columns] = {}
         g = cols.pop("g")
-        for gran, code in _GRAN_CODE.items():
+        for gran, code in views.GRANULARITY_CODES.items():
             days = [d for gg, d in missing if gg == gran]
             if not days:
                 continue

@@ -21,6 +21,12 @@ A cache hit returns the prebuilt :class:`QueryResult` itself (no copy: it is
 shared, treat it as read-only) after a dict lookup; the freshness check in
 front of it costs a ``stat`` of the batch tables and one Redis round trip.
 
+Under load the speed layer may shed low-priority event types from its path
+(never from the batch path): a speed bucket that shed events of a type the
+metric counts is named in ``coverage.shed_ranges`` with the counts, and the
+answer is not exact until the batch view covers it. The speed state's shed
+totals gate that read, so a view that never shed costs nothing more.
+
 The speed view is a hole while the speed layer rebuilds it after losing its
 state (``rebuilding`` = 1) and whenever its ``epoch`` key is missing (state
 lost and not noticed yet): see the state contract in :mod:`speed_layer.keys`.
@@ -46,22 +52,25 @@ from batch_layer.views import redis_watermark_key
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
+from lambda_rt.vocabulary import HOUR_MS
 from serving.batch_copy import BatchCopy
 from serving.batch_view import BatchState, BatchStateReader, read_batch_pieces
 from serving.cache import ResultCache
 from serving.errors import CoverageHoleError
 from serving.metrics import ServingMetrics
 from serving.plan import Piece, Plan, make_plan
-from serving.result import Coverage, Hole, LayerRange, QueryResult, SpeedFreshness
-from serving.spec import QuerySpec, format_ts, make_spec
+from serving.result import Coverage, Hole, LayerRange, QueryResult, ShedRange, SpeedFreshness
+from serving.spec import QuerySpec, counted_event_types, format_ts, make_spec
 from serving.speed_view import (
     EVENT_TYPE_NAMES,
     Columns,
-    SpeedState,
+    SpeedSnapshot,
     key_buckets,
+    read_shed,
     read_speed_pieces,
-    read_speed_state,
+    read_speed_snapshot,
 )
+from serving.status import status_of
 from speed_layer.keys import SpeedKeys
 
 __all__ = ["REBUILDING_REASON", "STATE_LOST_REASON", "Prepared", "QueryEngine", "find_holes"]
@@ -76,7 +85,7 @@ class Prepared:
 
     plan: Plan
     batch: BatchState
-    speed: SpeedState
+    speed: SpeedSnapshot
     holes: tuple[Hole, ...]
 
     def cache_key(self) -> tuple[object, ...]:
@@ -89,7 +98,7 @@ class Prepared:
         )
 
 
-def find_holes(plan: Plan, speed: SpeedState, settings: Settings, now_ms: int) -> tuple[Hole, ...]:
+def find_holes(plan: Plan, speed: SpeedSnapshot, settings: Settings, now_ms: int) -> tuple[Hole, ...]:
     """Speed pieces that the speed view cannot be trusted to hold.
 
     - Before the speed layer applied anything, all its pieces are holes.
@@ -102,7 +111,7 @@ def find_holes(plan: Plan, speed: SpeedState, settings: Settings, now_ms: int) -
       starts; a key bucket starting before ``now - retention + future`` may be
       gone.
     """
-    retention_ms = settings.speed.retention_hours * 3_600_000
+    retention_ms = settings.speed.retention_hours * HOUR_MS
     horizon = now_ms - retention_ms + settings.speed.max_event_future_ms
     holes: list[Hole] = []
     whole = None
@@ -122,7 +131,7 @@ def find_holes(plan: Plan, speed: SpeedState, settings: Settings, now_ms: int) -
         if not buckets or buckets[0] * 1000 >= horizon:
             continue
         unsafe_last = max(b for b in buckets if b * 1000 < horizon)
-        width = 60_000 if p.granularity == "minute" else 3_600_000
+        width = buckets.step * 1000  # the Redis bucket width (a day piece reads hour keys)
         end = min(p.end_ms, unsafe_last * 1000 + width)
         # a distinct-count target bucket is read whole: widen to its end
         end = min(p.end_ms, -(-end // plan.spec.width_ms) * plan.spec.width_ms)
@@ -196,7 +205,7 @@ class QueryEngine:
         """Steps 1-2: states, plan and holes (no data read yet)."""
         with self._ch_lock:
             batch = self.batch_state.state()
-        speed = read_speed_state(self.redis, self.keys, self._wm_key)
+        speed = read_speed_snapshot(self.redis, self.keys, self._wm_key)
         plan = make_plan(spec, batch.watermark_ms)
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         return Prepared(plan, batch, speed, find_holes(plan, speed, self.settings, now))
@@ -277,15 +286,39 @@ class QueryEngine:
         approximate = tuple(
             LayerRange("speed", p.start_ms, p.end_ms) for p in speed if spec.metric == "unique_customers"
         )
+        shed = self._shed_ranges(prepared, speed)
         coverage = Coverage(
             batch_through_ms=prepared.batch.watermark_ms,
-            exact=not approximate and not prepared.holes,
+            exact=not approximate and not prepared.holes and not shed,
             ranges=tuple(LayerRange(*r) for r in plan.layer_ranges()),
             holes=prepared.holes,
             speed=freshness,
             approximate_ranges=_merge_ranges(approximate),
+            shed_ranges=shed,
         )
         return QueryResult(spec.metric, spec.granularity, spec.by, frame, coverage)
+
+    def _shed_ranges(self, prepared: Prepared, speed: list[Piece]) -> tuple[ShedRange, ...]:
+        """The speed pieces' buckets that lack shed events the metric counts, merged when adjacent.
+
+        Holes are left out: neither layer covers them, which they already say.
+        """
+        types = counted_event_types(prepared.plan.spec.metric) & frozenset(prepared.speed.shed)
+        if not speed or not types:
+            return ()
+        found = read_shed(self.redis, self.keys, speed, frozenset(types))
+        out: list[tuple[int, int, dict[str, int]]] = []
+        for start, end, counts in found:
+            if any(h.start_ms <= start and end <= h.end_ms for h in prepared.holes):
+                continue
+            if out and out[-1][1] == start:
+                last = out[-1][2]
+                for t, n in counts.items():
+                    last[t] = last.get(t, 0) + n
+                out[-1] = (out[-1][0], end, last)
+            else:
+                out.append((start, end, dict(counts)))
+        return tuple(ShedRange(s, e, tuple(sorted(c.items()))) for s, e, c in out)
 
     def _batch_half(self, prepared: Prepared, pieces: list[Piece]) -> Columns:
         """The batch pieces' rows: from the batch copy (loading what it lacks), else ClickHouse.
@@ -314,6 +347,11 @@ class QueryEngine:
             "misses": self.cache.misses,
             "batch_copy": self.batch_copy.stats(),
         }
+
+    def status(self) -> dict[str, Any]:
+        """Watermark, tier sizes, job history and cache figures (``GET /status``)."""
+        with self._ch_lock:
+            return status_of(self.clickhouse, self.stats())
 
 
 def _merge_ranges(ranges: tuple[LayerRange, ...]) -> tuple[LayerRange, ...]:

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from serving.spec import GRANULARITY_MS, QuerySpec
+from lambda_rt.vocabulary import GRANULARITIES, GRANULARITY_MS, MINUTE_MS
+from serving.spec import QuerySpec
 
-__all__ = ["MINUTE_MS", "Piece", "Plan", "boundary_of", "make_plan", "tile"]
+__all__ = ["Piece", "Plan", "boundary_of", "make_plan", "tile"]
 
-MINUTE_MS = 60_000
 Layer = Literal["batch", "speed"]
 
 
@@ -67,7 +67,7 @@ def tile(start_ms: int, end_ms: int, coarsest: str) -> list[tuple[str, int, int]
 
     Returns ``(granularity, start, end)`` runs no coarser than ``coarsest``.
     """
-    grans = [g for g in ("day", "hour", "minute") if GRANULARITY_MS[g] <= GRANULARITY_MS[coarsest]]
+    grans = [g for g in reversed(GRANULARITIES) if GRANULARITY_MS[g] <= GRANULARITY_MS[coarsest]]
     out: list[tuple[str, int, int]] = []
     pos = start_ms
     while pos < end_ms:

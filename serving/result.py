@@ -2,9 +2,11 @@
 
 :class:`Coverage` says where every part of the answer came from and how good
 it is: ``batch_through`` (the watermark), ``exact`` (no approximate distinct
-count and no hole), the contiguous ``ranges`` each layer served, the ``holes``
-neither layer covers, and the speed layer's freshness (applied offsets, last
-write time, newest event time). :class:`QueryResult` converts to the JSON
+count, no hole and no shed events), the contiguous ``ranges`` each layer
+served, the ``holes`` neither layer covers, the ``shed_ranges`` the speed view
+served without the events it shed under load (with their counts by type),
+and the speed layer's freshness (applied offsets, last write time, newest
+event time, shed totals). :class:`QueryResult` converts to the JSON
 shape of ARCHITECTURE.md's CLI section and back (the HTTP client rebuilds the
 same object the in-process engine returns). No I/O here.
 """
@@ -22,7 +24,7 @@ import pyarrow as pa
 
 from serving.spec import format_ts, parse_time
 
-__all__ = ["Coverage", "Hole", "LayerRange", "QueryResult", "SpeedFreshness"]
+__all__ = ["Coverage", "Hole", "LayerRange", "QueryResult", "ShedRange", "SpeedFreshness"]
 
 
 def _iso(ms: int | None) -> str | None:
@@ -52,6 +54,19 @@ class Hole:
 
 
 @dataclass(frozen=True)
+class ShedRange:
+    """``[start_ms, end_ms)`` served by the speed view without the events it shed.
+
+    ``counts`` is ``(event_type, events)`` of the shed types the metric counts,
+    sorted by type. The range is exact again once the batch view covers it.
+    """
+
+    start_ms: int
+    end_ms: int
+    counts: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
 class SpeedFreshness:
     """How far the speed layer has got (its offsets are the cache key of speed ranges)."""
 
@@ -72,6 +87,7 @@ class Coverage:
     speed: SpeedFreshness
     approximate_ranges: tuple[LayerRange, ...] = ()
     cached: bool = False
+    shed_ranges: tuple[ShedRange, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -95,6 +111,10 @@ class Coverage:
             ],
             "holes": [
                 {"start": _iso(h.start_ms), "end": _iso(h.end_ms), "reason": h.reason} for h in self.holes
+            ],
+            "shed_ranges": [
+                {"start": _iso(r.start_ms), "end": _iso(r.end_ms), "counts": dict(r.counts)}
+                for r in self.shed_ranges
             ],
             "speed": {
                 "offsets": {str(k): v for k, v in sorted(self.speed.offsets.items())},
@@ -126,6 +146,14 @@ class Coverage:
                 for r in d.get("approximate", [])
             ),
             cached=bool(d.get("cached", False)),
+            shed_ranges=tuple(
+                ShedRange(
+                    _ms(r["start"]) or 0,
+                    _ms(r["end"]) or 0,
+                    tuple(sorted((str(t), int(n)) for t, n in r["counts"].items())),
+                )
+                for r in d.get("shed_ranges", [])
+            ),
         )
 
 

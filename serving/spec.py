@@ -13,31 +13,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from lambda_rt.events.schema import METRICS
+from lambda_rt.events.schema import EVENT_TYPES
+from lambda_rt.vocabulary import DIMENSIONS, GRANULARITY_MS, METRICS
 from serving.errors import InvalidQueryError
 
 __all__ = [
     "DEFAULT_SPAN",
-    "GRANULARITY_MS",
     "METRIC_DIMENSIONS",
     "METRIC_EVENT_TYPE",
     "QuerySpec",
+    "counted_event_types",
     "format_ts",
     "make_spec",
     "parse_time",
 ]
 
-GRANULARITY_MS: dict[str, int] = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 DEFAULT_SPAN = timedelta(hours=24)
 
 METRIC_DIMENSIONS: dict[str, tuple[str, ...]] = {
-    "events": ("store_id", "event_type"),
-    "orders": ("store_id", "event_type"),
-    "revenue": ("store_id", "event_type"),
-    "refunds": ("store_id", "event_type"),
-    "payment_failures": ("store_id", "event_type"),
-    "unique_customers": ("store_id", "event_type"),
-    "inventory_delta": ("store_id", "product_id"),
+    m: ("store_id", "product_id") if m == "inventory_delta" else DIMENSIONS for m in METRICS
 }
 """Dimensions a metric may be grouped by (in canonical column order)."""
 
@@ -49,6 +43,17 @@ METRIC_EVENT_TYPE: dict[str, str] = {
     "inventory_delta": "inventory_update",
 }
 """The one event type a single-type metric counts (its only ``event_type`` group)."""
+
+
+def counted_event_types(metric: str) -> frozenset[str]:
+    """The event types whose events ``metric`` counts: its one type, else every type.
+
+    ``events`` and ``unique_customers`` count every valid event; the others one
+    type each (:data:`METRIC_EVENT_TYPE`). A speed bucket that shed events of one
+    of these types is short for ``metric``.
+    """
+    fixed = METRIC_EVENT_TYPE.get(metric)
+    return frozenset((fixed,)) if fixed else frozenset(EVENT_TYPES)
 
 
 def parse_time(value: str | datetime, name: str) -> datetime:

@@ -27,13 +27,16 @@ from redis.commands.core import Script
 
 from lambda_rt.errors import ServiceUnavailableError
 from lambda_rt.events.schema import EVENT_TYPES
+from lambda_rt.vocabulary import GRANULARITY_MS
 from serving.plan import Piece
-from serving.spec import GRANULARITY_MS, METRIC_EVENT_TYPE
+from serving.spec import METRIC_EVENT_TYPE
 from speed_layer.keys import (
     META_LAST_APPLIED_MS,
     META_MAX_EVENT_TS,
     META_REBUILDING,
+    SHED,
     SpeedKeys,
+    bucket_width_s,
     epoch_key,
 )
 
@@ -41,11 +44,12 @@ __all__ = [
     "EVENT_TYPE_CODES",
     "EVENT_TYPE_NAMES",
     "Columns",
-    "SpeedState",
+    "SpeedSnapshot",
     "empty_columns",
     "key_buckets",
+    "read_shed",
     "read_speed_pieces",
-    "read_speed_state",
+    "read_speed_snapshot",
 ]
 
 Columns = dict[str, np.ndarray]
@@ -57,8 +61,12 @@ EVENT_TYPE_CODES: dict[str, int] = {t: i for i, t in enumerate(EVENT_TYPE_NAMES)
 
 
 @dataclass(frozen=True)
-class SpeedState:
-    """What the speed layer has applied: offsets (exactly-once state), freshness, trust."""
+class SpeedSnapshot:
+    """What serving reads of the speed view's state in one round trip: offsets, freshness, trust.
+
+    A read-only snapshot taken per query; the speed layer's own state machine
+    (claiming and rebuilding the view) is a different class in :mod:`speed_layer`.
+    """
 
     offsets: dict[int, int] = field(default_factory=dict)
     last_applied_ms: int | None = None
@@ -98,7 +106,9 @@ def _pairs_of(flat: object) -> list[tuple[bytes, bytes]]:
     return list(zip(items[::2], items[1::2], strict=True))
 
 
-def read_speed_state(client: redis.Redis, keys: SpeedKeys, watermark_key: str | None = None) -> SpeedState:
+def read_speed_snapshot(
+    client: redis.Redis, keys: SpeedKeys, watermark_key: str | None = None
+) -> SpeedSnapshot:
     """Offsets, meta, epoch (and the published watermark) in one round trip."""
     names = [keys.offsets, keys.meta, epoch_key(keys.prefix)]
     if watermark_key:
@@ -115,7 +125,7 @@ def read_speed_state(client: redis.Redis, keys: SpeedKeys, watermark_key: str | 
             meta[k.decode()] = n
     shed = {k.removeprefix("shed:"): v for k, v in meta.items() if k.startswith("shed:") and v}
     wm = replies[3] if watermark_key and len(replies) > 3 else None
-    return SpeedState(
+    return SpeedSnapshot(
         offsets=offsets,
         last_applied_ms=meta.get(META_LAST_APPLIED_MS),
         max_event_ts_ms=meta.get(META_MAX_EVENT_TS) or None,
@@ -129,7 +139,7 @@ def read_speed_state(client: redis.Redis, keys: SpeedKeys, watermark_key: str | 
 def key_buckets(piece: Piece) -> tuple[str, range]:
     """Redis granularity (``m``/``h``) and bucket starts (epoch s) a piece reads."""
     gran = "m" if piece.granularity == "minute" else "h"
-    width = 60 if gran == "m" else 3600
+    width = bucket_width_s(gran)
     return gran, range(piece.start_ms // 1000, piece.end_ms // 1000, width)
 
 
@@ -223,6 +233,38 @@ def _pairs(fields: list[bytes], n: int, *, types: bool) -> np.ndarray:
 def _pair(f: bytes, types: bool) -> tuple[int, int]:
     a, _, b = f.decode().partition(":")
     return int(a), (EVENT_TYPE_CODES.get(b, -1) if types else int(b))
+
+
+def read_shed(
+    client: redis.Redis, keys: SpeedKeys, pieces: list[Piece], event_types: frozenset[str]
+) -> list[tuple[int, int, dict[str, int]]]:
+    """Key buckets of the speed pieces that shed events of ``event_types``, in time order.
+
+    Each is ``(start_ms, end_ms, {event_type: events shed})``, read from the
+    ``SHED`` hashes (fields ``"{store_id}:{event_type}"``) in one pipeline.
+    """
+    pipe = client.pipeline(transaction=False)
+    spans: list[tuple[int, int]] = []
+    for piece in pieces:
+        gran, buckets = key_buckets(piece)
+        width_ms = 60_000 if gran == "m" else 3_600_000
+        for b in buckets:
+            pipe.hgetall(keys.agg(gran, b, SHED))
+            spans.append((b * 1000, b * 1000 + width_ms))
+    try:
+        replies: list[dict[bytes, bytes]] = pipe.execute() if spans else []
+    except redis.RedisError as exc:
+        raise ServiceUnavailableError(f"Redis (speed view) did not answer: {exc}") from exc
+    out: list[tuple[int, int, dict[str, int]]] = []
+    for (start, end), reply in zip(spans, replies, strict=True):
+        counts: dict[str, int] = {}
+        for f, v in reply.items():
+            event_type = f.decode().partition(":")[2]
+            if event_type in event_types:
+                counts[event_type] = counts.get(event_type, 0) + int(v)
+        if counts:
+            out.append((start, end, counts))
+    return out
 
 
 def _target_groups(piece: Piece) -> list[tuple[int, list[int]]]:

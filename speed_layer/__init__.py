@@ -1,6 +1,6 @@
 """The speed layer: Kafka -> validate -> vectorised micro-batch aggregates -> Redis.
 
-A streamz pipeline (``speed_layer.nodes``, ``speed_layer.source``) that turns
+A streamz pipeline (``speed_layer.source`` -> ``speed_layer.graph``) that turns
 each consumed micro-batch into one atomic, replay-guarded Redis write
 (``speed_layer.redis_apply`` + ``apply.lua``) and then commits Kafka offsets.
 The Redis key layout that serving reads lives in ``speed_layer.keys``, which

@@ -19,16 +19,23 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from speed_layer.keys import META_BATCHES, META_EVENTS, META_MESSAGES, SpeedKeys
+from lambda_rt.vocabulary import HOUR_MS, MINUTE_MS
+from speed_layer.keys import (
+    BUCKET_SUFFIXES,
+    META_BATCHES,
+    META_EVENTS,
+    META_MESSAGES,
+    SHED,
+    SpeedKeys,
+    bucket_width_s,
+)
 
 __all__ = ["BatchDelta", "aggregate", "offset_ranges"]
 
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 
-_MINUTE_MS = 60_000
-_HOUR_MS = 3_600_000
-_GRAN_MS = (("m", _MINUTE_MS), ("h", _HOUR_MS))
+_GRAN_MS = tuple((suffix, bucket_width_s(suffix) * 1000) for suffix in BUCKET_SUFFIXES)
 _PACK_LIMIT = 1 << 62  # composite int64 keys must stay below this
 
 
@@ -192,6 +199,7 @@ def aggregate(
     partitions: I64,
     offsets: I64,
     extra_meta: dict[str, int] | None = None,
+    shed: pa.Table | None = None,
 ) -> BatchDelta:
     """Aggregate the valid events of one micro-batch into a :class:`BatchDelta`.
 
@@ -201,6 +209,8 @@ def aggregate(
         partitions, offsets: coordinates of *every* message of the batch
             (valid, rejected and shed), so the offset ranges cover them all.
         extra_meta: counters to add to ``P:meta`` (DLQ and shed counts).
+        shed: valid events shed from the speed path (not in ``table``):
+            counted per bucket, store and type in the ``SHED`` hashes.
     """
     delta = BatchDelta(offsets=offset_ranges(partitions, offsets))
     n = table.num_rows
@@ -209,6 +219,9 @@ def aggregate(
     if extra_meta:
         for k, v in extra_meta.items():
             delta.meta[k] = delta.meta.get(k, 0) + int(v)
+    b = _Builder(keys, delta)
+    if shed is not None and shed.num_rows:
+        _add_shed(b, shed)
     if n == 0:
         return delta
     ts = _col(table, "ts")
@@ -241,7 +254,6 @@ def aggregate(
         store_products = lambda codes: [  # noqa: E731
             f"{s_names[c // n_products]}:{p_names[c % n_products]}" for c in codes
         ]
-    b = _Builder(keys, delta)
     for gran, width_ms in _GRAN_MS:
         bucket = ts // width_ms
         b.add_hash(
@@ -272,6 +284,21 @@ def aggregate(
     return delta
 
 
+def _add_shed(b: _Builder, shed: pa.Table) -> None:
+    """Count the shed events per (bucket, store, type): the ``events`` field layout."""
+    ts = _col(shed, "ts")
+    tcode, tnames = _factorize(shed.column("event_type"))
+    s_uniq, s_code = _dense(_col(shed, "store_id"))
+    n_types, s_names = len(tnames), [str(s) for s in s_uniq.tolist()]
+
+    def names(codes: list[int]) -> list[str]:
+        return [f"{s_names[c // n_types]}:{tnames[c % n_types]}" for c in codes]
+
+    for gran, width_ms in _GRAN_MS:
+        label = s_code * n_types + tcode
+        b.add_hash(gran, [(SHED, None)], ts // width_ms, label, len(s_names) * n_types, names)
+
+
 def _add_hlls(
     b: _Builder,
     keys: SpeedKeys,
@@ -289,7 +316,7 @@ def _add_hlls(
     for the keys present in the batch.
     """
     n_types, n_stores = len(tnames), len(s_uniq)
-    minute, hour = ts // _MINUTE_MS, ts // _HOUR_MS
+    minute, hour = ts // MINUTE_MS, ts // HOUR_MS
     mmin, hmin = int(minute.min()), int(hour.min())
     n_min = int(minute.max()) - mmin + 1
     n_hour = int(hour.max()) - hmin + 1

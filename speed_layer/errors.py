@@ -8,4 +8,4 @@ __all__ = ["SpeedLayerError"]
 
 
 class SpeedLayerError(LambdaRTError):
-    """The speed layer cannot continue (fatal Kafka error, Redis gone)."""
+    """The speed layer cannot continue (Kafka client errors are ``lambda_rt.errors.KafkaClientError``)."""

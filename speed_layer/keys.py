@@ -20,6 +20,8 @@ key                                         type    content
 ``P:agg:G:B:refunds``                       hash    ``"{store_id}"`` -> sum amount_cents (refund)
 ``P:agg:G:B:payment_failures``              hash    ``"{store_id}"`` -> count payment status=failed
 ``P:agg:G:B:inventory_delta``               hash    ``"{store_id}:{product_id}"`` -> sum delta
+``P:agg:G:B:shed``                          hash    ``"{store_id}:{event_type}"`` -> events shed (not in
+                                                    the buckets above: serving marks them inexact)
 ``P:hll:G:B``                               HLL     customer_id of every valid event
 ``P:hll:G:B:t:{event_type}``                HLL     customer_id per event type
 ``P:hll:h:B:s:{store_id}``                  HLL     customer_id per store (hour only)
@@ -79,11 +81,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+
+from lambda_rt.vocabulary import GRANULARITY_MS, Granularity
 
 __all__ = [
-    "ADDITIVE_METRICS",
-    "GRANULARITIES",
+    "BUCKET_SUFFIXES",
     "META_BATCHES",
     "META_EPOCH_STARTED",
     "META_EVENTS",
@@ -92,29 +94,33 @@ __all__ = [
     "META_MESSAGES",
     "META_REBUILDING",
     "META_REBUILT_MS",
-    "Granularity",
+    "SHED",
     "SpeedKeys",
     "bucket_start_s",
     "bucket_width_s",
     "epoch_key",
 ]
 
-Granularity = Literal["minute", "hour", "day"]
+BUCKET_SUFFIXES: tuple[str, ...] = ("m", "h")
+"""The key suffixes of the granularities kept in Redis: minute and hour (day is derived).
 
-GRANULARITIES: tuple[str, ...] = ("m", "h")
-"""Granularities maintained in Redis: minute and hour (day is derived)."""
+Additive metrics (:data:`lambda_rt.vocabulary.ADDITIVE_METRICS`) are stored as
+hash increments; ``unique_customers`` lives in HLL keys.
+"""
 
-ADDITIVE_METRICS: tuple[str, ...] = (
-    "events",
-    "orders",
-    "revenue",
-    "refunds",
-    "payment_failures",
-    "inventory_delta",
-)
-"""Metrics stored as hash increments; ``unique_customers`` lives in HLL keys."""
+_SUFFIX_OF = {"m": "minute", "h": "hour"}
+_WIDTH_S = {name: ms // 1000 for name, ms in GRANULARITY_MS.items()} | {
+    suffix: GRANULARITY_MS[name] // 1000 for suffix, name in _SUFFIX_OF.items()
+}
 
-_WIDTH_S = {"m": 60, "h": 3600, "minute": 60, "hour": 3600, "day": 86_400}
+SHED = "shed"
+"""The bucket hash (``agg(G, B, SHED)``) counting events shed from the speed path.
+
+Load shedding drops configured event types from the speed path only (the batch
+path gets everything), so a bucket's metrics that count those types are short
+by what this hash holds until the batch view covers the bucket. It lives with
+the bucket hashes: same TTL, and wiped with them when the view is rebuilt.
+"""
 
 META_LAST_APPLIED_MS = "last_applied_ms"
 META_MAX_EVENT_TS = "max_event_ts"

@@ -4,7 +4,7 @@ Counters: messages consumed, events applied to Redis, dead letters by reason,
 shed events by type, batches, rows skipped because Redis already held them.
 Histogram: batch latency (consume returned -> Redis write returned). Gauges:
 lag in messages and seconds as defined by
-:class:`speed_layer.source.LagTracker` (our own offsets, never broker
+:class:`speed_layer.lag.LagTracker` (our own offsets, never broker
 watermarks), and whether shedding is active. ``serve(port)`` exposes them over
 HTTP; nothing is exposed unless a port is configured.
 """
@@ -15,8 +15,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from speed_layer.batch import AppliedBatch
-from speed_layer.source import LagTracker
+from speed_layer.lag import LagTracker
+from speed_layer.microbatch import AppliedBatch
 
 __all__ = ["SpeedMetrics"]
 

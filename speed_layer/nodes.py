@@ -13,32 +13,41 @@ a gap, drop the partition's rows and rewind it; on a lost or changed epoch,
 drop the batch and resync; optionally in a worker thread, overlapping the
 next batch, at most one write in flight) -> ``commit_offsets`` (Kafka commit,
 a resume hint).
+
+No node knows the Kafka source: ``apply_redis`` emits what its writes found
+about the source's positions (:class:`~speed_layer.positioning.Corrections`)
+on its ``corrections`` stream, and ``commit_offsets`` calls the commit
+function it is given. The pipeline wires both to the source
+(``speed_layer.graph``); the in-memory harness (``speed_layer.testing``)
+collects them instead.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from streamz import Stream
 
-from lambda_rt.dlq import DeadLetterWriter
 from lambda_rt.events.validate import TimeWindow, validate_batch
 from speed_layer.aggregate import BatchDelta, aggregate
-from speed_layer.batch import AppliedBatch, CheckedBatch, RawBatch
 from speed_layer.keys import SpeedKeys
+from speed_layer.lag import LagTracker
 from speed_layer.metrics import SpeedMetrics
+from speed_layer.microbatch import AppliedBatch, CheckedBatch, RawBatch
+from speed_layer.positioning import Corrections
 from speed_layer.redis_apply import GAP, STALE, BatchApplier
-from speed_layer.source import LagTracker, from_speed_kafka
+from speed_layer.shedding import LoadShedder
 
 __all__ = [
-    "LoadShedder",
+    "CommitOffsets",
+    "DeadLetterSink",
     "aggregate_batch",
     "apply_redis",
     "commit_offsets",
@@ -46,6 +55,25 @@ __all__ = [
     "shed_events",
     "validate_events",
 ]
+
+
+CommitOffsets = Callable[[list[tuple[int, int, int]]], None]
+"""Commits ``(partition, first, next)`` ranges (the source's Kafka commit)."""
+
+
+class DeadLetterSink(Protocol):
+    """Where rejects go: ``lambda_rt.dlq.DeadLetterWriter``, or a list in tests."""
+
+    def send(
+        self,
+        rejects: Any,
+        values: Any,
+        partitions: Any,
+        offsets: Any,
+        source_topic: str,
+    ) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 @Stream.register_api()
@@ -80,7 +108,7 @@ class dead_letters(Stream):
     """
 
     def __init__(
-        self, upstream: Stream, writer: DeadLetterWriter, defer_flush: bool = False, **kwargs: Any
+        self, upstream: Stream, writer: DeadLetterSink, defer_flush: bool = False, **kwargs: Any
     ) -> None:
         self.writer = writer
         self.defer_flush = defer_flush
@@ -89,52 +117,12 @@ class dead_letters(Stream):
     def update(self, x: CheckedBatch, who: Any = None, metadata: Any = None) -> Any:
         if x.rejects:
             raw = x.raw
-            self.writer.send(x.rejects, raw.values, raw.partitions, raw.offsets, raw.topic)  # type: ignore[arg-type]
+            self.writer.send(x.rejects, raw.values, raw.partitions, raw.offsets, raw.topic)
             if self.defer_flush:
                 x.before_write = self.writer.flush
             else:
                 self.writer.flush()
         return self._emit(x, metadata=metadata)
-
-
-class LoadShedder:
-    """Decides when the speed path sheds low-priority event types.
-
-    Shedding starts after the lag (either measure of :class:`LagTracker`) has
-    been above its threshold for ``sustain`` consecutive batches and stops
-    after it has been below for ``sustain`` consecutive batches. With no
-    configured types it never sheds. The batch path is not affected.
-    """
-
-    def __init__(
-        self,
-        lag: LagTracker,
-        event_types: tuple[str, ...],
-        *,
-        lag_messages: int,
-        lag_seconds: float,
-        sustain: int = 3,
-    ) -> None:
-        self.lag = lag
-        self.event_types = event_types
-        self.lag_messages = lag_messages
-        self.lag_seconds = lag_seconds
-        self.sustain = sustain
-        self.active = False
-        self._run = 0
-
-    def observe(self) -> bool:
-        """Update with the current lag; True while shedding."""
-        if not self.event_types:
-            return False
-        over = self.lag.seconds > self.lag_seconds or self.lag.messages > self.lag_messages
-        if over != self.active:
-            self._run += 1
-            if self._run >= self.sustain:
-                self.active, self._run = over, 0
-        else:
-            self._run = 0
-        return self.active
 
 
 @Stream.register_api()
@@ -154,6 +142,7 @@ class shed_events(Stream):
             if drop_np.any():
                 counts = pc.value_counts(etype.filter(drop)).to_pylist()
                 x.shed_by_type.update({c["values"]: int(c["counts"]) for c in counts})
+                x.shed, x.shed_rows = x.table.filter(drop), x.rows[drop_np]
                 keep = ~drop_np
                 x.table = x.table.filter(pa.array(keep))
                 x.rows = x.rows[keep]
@@ -175,6 +164,7 @@ class aggregate_batch(Stream):
             partitions=x.raw.partitions,
             offsets=x.raw.offsets,
             extra_meta=x.extra_meta(),
+            shed=x.shed,
         )
         return self._emit((x, delta), metadata=metadata)
 
@@ -204,8 +194,12 @@ def _keep_rows(x: CheckedBatch, keep_raw: np.ndarray) -> tuple[CheckedBatch, int
         rows=remap[x.rows[keep_rows]],
         rejects=kept_rejects,
         dlq_by_reason=Counter(str(r.reason) for r in kept_rejects),  # type: ignore[attr-defined]
-        shed_by_type=x.shed_by_type,  # approximate after a replay: counted by the first applier
     )
+    if x.shed is not None:  # shed counts follow the messages this write still applies
+        keep_shed = keep_raw[x.shed_rows]
+        checked.shed = x.shed.filter(pa.array(keep_shed))
+        checked.shed_rows = remap[x.shed_rows[keep_shed]]
+        checked.shed_by_type = Counter(checked.shed.column("event_type").to_pylist())
     return checked, dropped
 
 
@@ -223,15 +217,6 @@ def _drop_partitions(x: CheckedBatch, partitions: list[int]) -> tuple[CheckedBat
     return _keep_rows(x, ~np.isin(x.raw.partitions, np.asarray(partitions, dtype=np.int64)))
 
 
-@dataclass
-class _Fixups:
-    """What the source must do after a write (on the consuming thread)."""
-
-    stale: list[dict[int, int]] = field(default_factory=list)  # skip ahead to these offsets
-    gaps: list[dict[int, int]] = field(default_factory=list)  # go back to these offsets
-    resync: bool = False  # the epoch is missing or changed: rebuild or adopt
-
-
 @Stream.register_api()
 class apply_redis(Stream):
     """One atomic Redis write per batch; replays are trimmed, never double counted.
@@ -246,6 +231,12 @@ class apply_redis(Stream):
     rebuild started), nothing of the batch is written and the source resyncs:
     it rebuilds or adopts the epoch and repositions every partition.
 
+    The node does not seek anything itself: what a write found goes out as one
+    :class:`~speed_layer.positioning.Corrections` on :attr:`corrections` (only
+    when there is something to correct), emitted on the caller's thread (the
+    consuming thread: consumer calls must stay there) before the applied
+    batch is passed on.
+
     With ``overlap`` the write runs in one worker thread while the caller
     consumes, validates and aggregates the next batch (Redis runs on another
     core). At most one write is in flight: a new batch first waits for the
@@ -259,15 +250,15 @@ class apply_redis(Stream):
         upstream: Stream,
         applier: BatchApplier,
         keys: SpeedKeys,
-        source: from_speed_kafka | None = None,
         overlap: bool = False,
         **kwargs: Any,
     ) -> None:
         self.applier = applier
         self.keys = keys
-        self.source = source
+        self.corrections = Stream()
+        """Emits the :class:`Corrections` each write found (wired to the source's positioning)."""
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="speed-redis") if overlap else None
-        self._inflight: Future[tuple[AppliedBatch | None, _Fixups]] | None = None
+        self._inflight: Future[tuple[AppliedBatch | None, Corrections]] | None = None
         super().__init__(upstream, **kwargs)
 
     def update(self, x: tuple[CheckedBatch, BatchDelta], who: Any = None, metadata: Any = None) -> Any:
@@ -293,50 +284,47 @@ class apply_redis(Stream):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def _finish(self, done: tuple[AppliedBatch | None, _Fixups], metadata: Any = None) -> Any:
-        applied, fix = done
-        if self.source is not None:  # consumer calls stay on the consuming thread
-            for s in fix.stale:
-                self.source.seek_past(s)
-            for g in fix.gaps:
-                self.source.rewind(g)
-            if fix.resync:
-                self.source.resync()
+    def _finish(self, done: tuple[AppliedBatch | None, Corrections], metadata: Any = None) -> Any:
+        applied, found = done
+        if found:
+            self.corrections.emit(found)
         if applied is None:
             return None
         return self._emit(applied, metadata=metadata)
 
-    def _write(self, checked: CheckedBatch, delta: BatchDelta) -> tuple[AppliedBatch | None, _Fixups]:
+    def _write(self, checked: CheckedBatch, delta: BatchDelta) -> tuple[AppliedBatch | None, Corrections]:
+        """Write the batch, trimming and retrying on a replay or a gap; runs in the worker thread."""
         if checked.before_write is not None:
             checked.before_write()  # e.g. the DLQ ack: raises, and nothing is written, if it fails
         replayed = 0
         write_s = 0.0
-        fix = _Fixups()
+        stale: list[dict[int, int]] = []
+        gaps: list[dict[int, int]] = []
         raw = checked.raw
         arrival = int(raw.timestamps_ms.max()) if len(raw) else None
         for _ in range(100):
             if not delta.offsets:
-                return None, fix  # nothing left to write
+                return None, Corrections(tuple(stale), tuple(gaps))  # nothing left to write
             result = self.applier.apply(delta, epoch=raw.epoch, arrival_ms=arrival, allow_gaps=raw.allow_gaps)
             write_s += result.seconds
             if result.applied:
                 break
             if result.code == STALE:
-                fix.stale.append(result.stale)
+                stale.append(result.stale)
                 checked, dropped = _drop_applied(checked, result.stale)
                 replayed += dropped
             elif result.code == GAP:
-                fix.gaps.append(result.gaps)
+                gaps.append(result.gaps)
                 checked, _ = _drop_partitions(checked, list(result.gaps))
             else:  # LOST or EPOCH_CHANGED: these positions belong to no current epoch
-                fix.resync = True
-                return None, fix
+                return None, Corrections(tuple(stale), tuple(gaps), resync=True)
             delta = aggregate(
                 checked.table,
                 self.keys,
                 partitions=checked.raw.partitions,
                 offsets=checked.raw.offsets,
                 extra_meta=checked.extra_meta(),
+                shed=checked.shed,
             )
         else:  # pragma: no cover - would need 100 concurrent appliers racing
             raise RuntimeError("Redis kept rejecting the batch as stale")
@@ -347,26 +335,35 @@ class apply_redis(Stream):
             replayed_rows=replayed,
             write_seconds=write_s,
         )
-        return out, fix
+        return out, Corrections(tuple(stale), tuple(gaps))
 
 
 @Stream.register_api()
 class commit_offsets(Stream):
-    """Commit the applied batch's offsets to Kafka and record metrics."""
+    """Commit the applied batch's offsets (to Kafka, through ``commit``) and record metrics.
+
+    Args:
+        commit: commits ``(partition, first, next)`` ranges; the source's
+            :meth:`~speed_layer.source.from_speed_kafka.commit` in a pipeline.
+        lag: the source's lag, recorded with each batch in ``metrics``.
+        metrics: the process metrics, or None.
+    """
 
     def __init__(
         self,
         upstream: Stream,
-        source: from_speed_kafka,
+        commit: CommitOffsets,
+        lag: LagTracker,
         metrics: SpeedMetrics | None = None,
         **kwargs: Any,
     ) -> None:
-        self.source = source
+        self.commit = commit
+        self.lag = lag
         self.metrics = metrics
         super().__init__(upstream, **kwargs)
 
     def update(self, x: AppliedBatch, who: Any = None, metadata: Any = None) -> Any:
-        self.source.commit(x.delta.offsets)
+        self.commit(x.delta.offsets)
         if self.metrics is not None:
-            self.metrics.record(x, self.source.lag)
+            self.metrics.record(x, self.lag)
         return self._emit(x, metadata=metadata)

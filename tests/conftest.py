@@ -10,25 +10,35 @@ skips silently because a service is missing.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
-from lambda_rt.clients.kafka import ensure_topics
+from lambda_rt.clients.kafka import ensure_topics, open_producers
 from lambda_rt.config import Settings, load_settings
 from lambda_rt.stack import free_stack_ports, launcher
+from tests.fixtures import stack_env
 
 
-def stack_env(state_dir: Path) -> dict[str, str]:
-    """Environment variables that bind a subprocess to the test stack."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDA_RT_")}
-    env["LAMBDA_RT_STATE_DIR"] = str(state_dir)
-    return env
+@pytest.fixture(autouse=True)
+def _no_producer_left_open() -> Iterator[None]:
+    """Fail a test that leaves a Kafka producer open (close it, or use ``with KafkaProducer(...)``).
+
+    An open producer keeps reconnecting after the stack is stopped and fills
+    the end of the run with librdkafka "Connection refused" lines.
+    """
+    before = set(open_producers())
+    yield
+    leaked = [p for p in open_producers() if p not in before]
+    for p in leaked:
+        p.close(0)
+    if leaked:
+        pytest.fail("Kafka producers left open, created at: " + ", ".join(p.created_at for p in leaked))
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +102,24 @@ def isolated(
         }
     )
     return Isolated(settings=settings, env=env, tag=tag)
+
+
+@pytest.fixture(scope="module")
+def dask_threads() -> Iterator[Any]:
+    """One in-process Dask cluster (2 worker threads) per test module.
+
+    ``processes=False``: workers are threads of this process, so the cluster
+    starts in about a second and the batch jobs push partitions down to this
+    process's chDB engine (the default embedded mode).
+    """
+    from distributed import Client as DaskClient
+    from distributed import LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
+        DaskClient(cluster) as client,
+    ):
+        yield client
 
 
 @pytest.fixture(scope="session")

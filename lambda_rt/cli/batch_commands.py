@@ -8,8 +8,6 @@ imports a layer at import time). A bad ``--start``/``--end`` is a usage error
 from __future__ import annotations
 
 import importlib.util
-import signal
-import threading
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -17,14 +15,14 @@ import typer
 
 from lambda_rt.cli.errors import usage_error
 from lambda_rt.config import Settings
+from lambda_rt.signals import stop_event_on_signals
+from lambda_rt.vocabulary import RUNNABLE_JOBS
 
 __all__ = ["parse_iso", "register"]
 
 
-class BatchJob(StrEnum):
-    recompute = "recompute"
-    tier = "tier"
-    all = "all"
+# typer offers the choices of an Enum; its members are the vocabulary's job names
+BatchJob = StrEnum("BatchJob", {kind: kind for kind in RUNNABLE_JOBS})  # type: ignore[misc]
 
 
 def parse_iso(value: str | None, option: str) -> datetime | None:
@@ -38,17 +36,6 @@ def parse_iso(value: str | None, option: str) -> datetime | None:
             f"{option}: {value!r} is not an ISO 8601 time (e.g. 2026-11-26T10:00:00Z)"
         ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def handler(_sig: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
 
 
 def _run_through_daemon(settings: Settings, kind: str, lo: datetime | None, hi: datetime | None) -> bool:
@@ -98,14 +85,14 @@ def register(app: typer.Typer) -> None:
             raise usage_error("--until-idle must be > 0 seconds")
         settings = settings_of(ctx)
         client = open_clickhouse(settings)
-        stop = _stop_on_signals()
+        stop = stop_event_on_signals()
         report = Ingestor(settings, client).run(stop=stop, until_idle_s=until_idle)
         typer.echo(report.summary())
 
     @batch.command("run")
     def run(
         ctx: typer.Context,
-        job: BatchJob = typer.Argument(..., help="recompute, tier or all"),
+        job: BatchJob = typer.Argument(..., help="The job to run (all: recompute, then tier)."),
         start: str | None = typer.Option(None, "--start", help="Backfill from this ISO time (recompute)."),
         end: str | None = typer.Option(None, "--end", help="Backfill up to this ISO time (recompute)."),
     ) -> None:
@@ -113,9 +100,9 @@ def register(app: typer.Typer) -> None:
         lo, hi = parse_iso(start, "--start"), parse_iso(end, "--end")
         if lo is not None and hi is not None and hi <= lo:
             raise usage_error("--end must be after --start")
-        if job is BatchJob.tier and (lo or hi):
+        if job.value == "tier" and (lo or hi):
             raise usage_error("--start/--end apply to recompute (and all), not to tier")
-        from batch_layer.jobs import RecomputeJob, TierJob
+        from batch_layer.jobs import jobs_for
         from lambda_rt.cli.context import settings_of
         from lambda_rt.clients.clickhouse import open_clickhouse
 
@@ -123,13 +110,12 @@ def register(app: typer.Typer) -> None:
         if _run_through_daemon(settings, job.value, lo, hi):
             return
         client = open_clickhouse(settings)
-        if job is not BatchJob.tier and importlib.util.find_spec("bokeh") is None:
+        jobs = jobs_for(job.value, lo, hi)
+        if any(j.uses_dask for j in jobs) and importlib.util.find_spec("bokeh") is None:
             # The job prints its LocalCluster's dashboard link; without bokeh it is dead.
             typer.echo("Dask dashboard: not available (bokeh is not installed: pip install bokeh)", err=True)
-        if job in (BatchJob.recompute, BatchJob.all):
-            typer.echo(RecomputeJob(start=lo, end=hi).run(settings, client, progress=True).summary())
-        if job in (BatchJob.tier, BatchJob.all):
-            typer.echo(TierJob().run(settings, client, progress=True).summary())
+        for j in jobs:
+            typer.echo(j.run(settings, client, progress=True).summary())
 
     @batch.command("schedule")
     def schedule(ctx: typer.Context) -> None:
@@ -144,4 +130,4 @@ def register(app: typer.Typer) -> None:
             f"batch schedule: recompute every {settings.batch.recompute_every_s} s, "
             f"tier on '{settings.batch.tier_cron}' (UTC); Ctrl-C to stop"
         )
-        BatchScheduler(settings, client).run(_stop_on_signals())
+        BatchScheduler(settings, client).run(stop_event_on_signals())

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lambda_rt.cli.context import settings_of
 from lambda_rt.cli.errors import usage_error
+from lambda_rt.vocabulary import MINUTE_MS
 
 __all__ = ["register"]
 
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
         no_kafka: bool = typer.Option(False, "--no-kafka", help="Only write --out; produce nothing."),
     ) -> None:
         """Produce synthetic events to the events topic at a target rate."""
-        from lambda_rt.clients.kafka import make_producer
+        from lambda_rt.clients.kafka import KafkaProducer
         from lambda_rt.events.generator import EventGenerator, GeneratorConfig
         from lambda_rt.producing import produce_batches
 
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         gen = EventGenerator(
             GeneratorConfig(
-                seed=seed, bad_fraction=bad_fraction, span_ms=int(span_minutes * 60_000), end_ms=end_ms
+                seed=seed, bad_fraction=bad_fraction, span_ms=int(span_minutes * MINUTE_MS), end_ms=end_ms
             )
         )
         console = Console(stderr=True)
@@ -68,10 +69,13 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {n} events to {out}")
             return
         columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
+        with (
+            KafkaProducer(settings.kafka) as producer,
+            Progress(*columns, console=console, transient=False) as progress,
+        ):
             task = progress.add_task("produce", total=events)
             report = produce_batches(
-                make_producer(settings.kafka),
+                producer,
                 settings.kafka.topic,
                 batches,
                 rate=rate,

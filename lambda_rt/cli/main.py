@@ -3,6 +3,9 @@
 Commands that belong to a layer import it inside the command body, so
 ``lambda_rt`` never imports ``speed_layer``, ``batch_layer`` or ``serving`` at
 import time (ARCHITECTURE.md: dependencies flow one way).
+
+Logging is set up here, once per invocation, before any command runs
+(:mod:`lambda_rt.cli.logs`); the modules below only log.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from lambda_rt.cli import (
 )
 from lambda_rt.cli.context import CliContext
 from lambda_rt.cli.errors import run_cli
+from lambda_rt.cli.logs import LogFormat, LogLevel, configure_logging
 
 __all__ = ["app", "main"]
 
@@ -48,7 +52,22 @@ def _root(
     config: Path | None = typer.Option(
         None, "--config", help="A lambda-rt.toml [env LAMBDA_RT_CONFIG; default ./lambda-rt.toml]."
     ),
+    log_level: LogLevel = typer.Option(
+        LogLevel.info,
+        "--log-level",
+        envvar="LAMBDA_RT_LOG_LEVEL",
+        case_sensitive=False,
+        help="Level of lambda-rt's own log records on stderr.",
+    ),
+    log_format: LogFormat = typer.Option(
+        LogFormat.text,
+        "--log-format",
+        envvar="LAMBDA_RT_LOG_FORMAT",
+        case_sensitive=False,
+        help="text, or json: one object per line for a log collector.",
+    ),
 ) -> None:
+    configure_logging(log_level, log_format)
     ctx.obj = CliContext(state_dir=state_dir, config_file=config)
 
 

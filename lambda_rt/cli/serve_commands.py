@@ -29,13 +29,29 @@ def register(app: typer.Typer) -> None:
         port: int | None = typer.Option(None, "--port", help="TCP port, 0 = any free [default: serve.port]."),
         no_ingest: bool = typer.Option(False, "--no-ingest", help="Do not host the batch ingest."),
         no_schedule: bool = typer.Option(False, "--no-schedule", help="Do not host the batch schedule."),
+        grpc_port: int | None = typer.Option(
+            None,
+            "--grpc-port",
+            help="gRPC port, 0 = any free [default: serve.grpc_port, 28090; any free with --port 0].",
+        ),
+        no_grpc: bool = typer.Option(False, "--no-grpc", help="Do not serve the gRPC API."),
     ) -> None:
-        """Run the platform daemon: owns ClickHouse, hosts ingest + schedule, serves the HTTP API."""
+        """Run the platform daemon: owns ClickHouse, hosts ingest + schedule, serves HTTP, GraphQL, gRPC."""
         if port is not None and not 0 <= port < 65536:
             raise usage_error("--port must be a TCP port (0-65535)")
-        from serving.daemon import run_daemon
+        if grpc_port is not None and not 0 <= grpc_port < 65536:
+            raise usage_error("--grpc-port must be a TCP port (0-65535)")
+        from lambda_rt.daemon import run_daemon
 
-        run_daemon(settings_of(ctx), host=host, port=port, ingest=not no_ingest, schedule=not no_schedule)
+        run_daemon(
+            settings_of(ctx),
+            host=host,
+            port=port,
+            ingest=not no_ingest,
+            schedule=not no_schedule,
+            grpc_port=grpc_port,
+            grpc=not no_grpc,
+        )
 
     @app.command()
     def query(
@@ -96,3 +112,9 @@ def _print_table(result: object) -> None:
     )
     for hole in cov["holes"]:
         console.print(f"[bold red]hole[/] {hole['start']} .. {hole['end']}: {hole['reason']}")
+    for shed in cov["shed_ranges"]:
+        counts = ", ".join(f"{n:,} {t}" for t, n in shed["counts"].items())
+        console.print(
+            f"[yellow]shed[/] {shed['start']} .. {shed['end']}: the speed layer shed {counts} under load; "
+            "exact once the batch covers it"
+        )

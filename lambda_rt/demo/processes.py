@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,8 +24,9 @@ from types import TracebackType
 
 from lambda_rt.config import Settings
 from lambda_rt.errors import LambdaRTError
+from lambda_rt.signals import signal_handlers
 
-__all__ = ["DEMO_OVERRIDES", "Children", "DemoProcessError", "dask_dashboard", "free_port"]
+__all__ = ["DEMO_OVERRIDES", "Children", "DemoProcessError", "dask_dashboard"]
 
 # Batch settings that make a recompute and a tier move meaningful within minutes:
 # buckets close 90 s after the fact, yesterday's hot data is due for warm and
@@ -58,18 +58,6 @@ def dask_dashboard(settings: Settings, address: str | None) -> str:
 
 class DemoProcessError(LambdaRTError):
     """A child process did not start or died; the message names its log file."""
-
-
-def free_port(preferred: int | None = None) -> int:
-    """``preferred`` if it can be bound on 127.0.0.1, else any free port."""
-    for port in ([preferred] if preferred else []) + [0]:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise DemoProcessError("no free TCP port on 127.0.0.1")
 
 
 class Children:
@@ -170,8 +158,5 @@ class Children:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         # Ignore a second Ctrl-C while the children shut down cleanly.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
+        with signal_handlers(signal.SIG_IGN, (signal.SIGINT,)):
             self.stop()
-        finally:
-            signal.signal(signal.SIGINT, previous)

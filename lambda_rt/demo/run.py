@@ -5,7 +5,8 @@ Steps, in order:
 1. bring the embedded stack up (or reuse it);
 2. start the platform daemon (``lambda-rt serve --no-schedule``: ingest + HTTP
    API; the demo triggers the batch jobs itself) and one speed-layer process,
-   as child processes (:mod:`lambda_rt.demo.processes`);
+   as child processes (:mod:`lambda_rt.demo.processes`), and print the live
+   dashboard's URL (``/dashboard`` on the daemon);
 3. produce a backlog of past days, then a capacity probe of live-like events,
    both as fast as the producer goes; measure what the producer and the speed
    layer sustained on the probe and choose the live base rate from that
@@ -31,8 +32,9 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import stamina
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -43,10 +45,14 @@ from lambda_rt.config import Settings, load_settings
 from lambda_rt.demo.capacity import MIN_MEASURE_S, BacklogMeter, RateChoice, choose_rate
 from lambda_rt.demo.chart import Sample, layer_of, revenue_chart
 from lambda_rt.demo.live_view import Poller, Snapshot, render
-from lambda_rt.demo.processes import Children, dask_dashboard, free_port
+from lambda_rt.demo.processes import Children, dask_dashboard
 from lambda_rt.demo.traffic import Traffic, TrafficPlan
-from lambda_rt.errors import LambdaRTError
+from lambda_rt.errors import JobRunningError, LambdaRTError
 from lambda_rt.stack import launcher
+from lambda_rt.stack.ports import free_port
+
+if TYPE_CHECKING:
+    from serving import ServingClient
 
 __all__ = ["CHART_FILE", "DemoCheckError", "DemoOptions", "run_demo"]
 
@@ -238,7 +244,7 @@ class _Demo:
                 time.sleep(_REFRESH_S)
 
     # -- 5: the answer ------------------------------------------------------------
-    def report(self, client: Any, traffic: Traffic, tiers: dict[str, Any]) -> Path:
+    def report(self, client: ServingClient, traffic: Traffic, tiers: dict[str, Any]) -> Path:
         live_start = datetime.fromtimestamp(traffic.live_started_at or time.time(), UTC)
         start = (live_start - timedelta(minutes=2)).replace(second=0, microsecond=0)
         end = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -257,8 +263,8 @@ class _Demo:
         brief["speed"] = {k: cov["speed"][k] for k in ("last_applied", "max_event_time")}
         self.console.print("coverage:", json.dumps(brief, indent=1))
 
-        top = client.query_result("revenue", "store_id", start, end, "hour").frame
-        top = top.groupby("store_id")["value"].sum().sort_values(ascending=False).head(5)
+        by_store = client.query_result("revenue", "store_id", start, end, "hour").frame
+        top = by_store.groupby("store_id")["value"].sum().sort_values(ascending=False).head(5)
         self.console.print(
             "top stores by revenue over the same range: "
             + ", ".join(f"store {s} ${v / 100:,.2f}" for s, v in top.items())
@@ -278,7 +284,7 @@ class _Demo:
         )
 
 
-def _events_total(client: Any, days: int) -> int:
+def _events_total(client: ServingClient, days: int) -> int:
     """Every valid event the merged query counts, over a range wider than the demo's traffic."""
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start, end = today - timedelta(days=days + 2), today + timedelta(days=2)
@@ -310,20 +316,21 @@ def _check_exact(console: Console, before: int, after: int, produced: int, last:
     raise DemoCheckError(f"the merged answer is not exact: {line}")
 
 
-def _run_job(client: Any, kind: str, console: Console, dashboard: str) -> dict[str, Any]:
-    from serving import DaemonError
+def _run_job(client: ServingClient, kind: str, console: Console, dashboard: str) -> dict[str, Any]:
+    """Run ``kind`` in the daemon; retried only while the daemon runs the same job.
 
+    A scheduled or earlier run holding the job's lock is refused with
+    :class:`JobRunningError` (HTTP 409, raised again by the client); any other
+    error ends the demo at once. Three attempts about 5 s apart, no overall
+    timeout: a job itself may take minutes.
+    """
     console.print(f"batch {kind}: {dashboard}")
-    for attempt in range(3):
-        try:
-            with console.status(f"batch {kind} running in the daemon..."):
-                out: dict[str, Any] = client.run_job(kind)
-            return out
-        except DaemonError as exc:
-            if "already running" not in str(exc) or attempt == 2:
-                raise
-            time.sleep(5)
-    raise AssertionError("unreachable")
+    for attempt in stamina.retry_context(
+        on=JobRunningError, attempts=3, timeout=None, wait_initial=5.0, wait_max=5.0, wait_jitter=0.0
+    ):
+        with attempt, console.status(f"batch {kind} running in the daemon..."):
+            out: dict[str, Any] = client.run_job(kind)
+    return out
 
 
 def run_demo(settings: Settings, options: DemoOptions, *, config_file: Path | None = None) -> None:
@@ -366,6 +373,8 @@ def run_demo(settings: Settings, options: DemoOptions, *, config_file: Path | No
                 f"daemon at {url} (log {children.log_path('serve')}); speed layer metrics at "
                 f"http://127.0.0.1:{metrics_port}/metrics (log {children.log_path('speed')})"
             )
+            # before any traffic: the page shows the backlog land and the flash sale live
+            console.print(f"[bold]live dashboard: {url}/dashboard[/bold] (open it in a browser now)")
             poller = Poller(settings, daemon_url=url, metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
             client = serving.connect(settings, url=url)
             before = _events_total(client, options.plan.backlog_days)

@@ -36,23 +36,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lambda_rt.clients.kafka import make_producer
+from lambda_rt.clients.kafka import KafkaProducer
 from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_batches
+from lambda_rt.vocabulary import DAY_MS
 
 __all__ = ["PRODUCER_OVERRIDES", "Traffic", "TrafficPlan"]
 
-_DAY_MS = 86_400_000
 _SLICE_S = 0.05
 _LIVE_SPAN_MS = 2_000
 
 # Big producer batches. The embedded broker (tansu, durable S3 mode) stores one
 # S3 object per partition per produce batch and serves a consumer a roughly fixed
-# number of objects per second (~30-35/s measured on a loaded 2-core machine,
-# whatever their size), so consumers keep up only when batches are large: with
-# the default 20 ms linger a 50K events/s stream became ~200 small objects/s and
-# the speed layer fell to a few thousand events/s; with 500 ms it keeps pace
+# number of objects per second (~30-35/s on a loaded 2-core machine, whatever
+# their size), so consumers keep up only when batches are large: with the default
+# 20 ms linger a 50K events/s stream makes ~200 small objects/s, far more than the
+# broker serves, and the speed layer falls behind; with 500 ms it keeps pace
 # through a burst. The cost is up to half a second of extra latency.
 PRODUCER_OVERRIDES: dict[str, Any] = {
     "linger.ms": 500,
@@ -143,8 +143,8 @@ class Traffic(threading.Thread):
         self._go.set()
 
     def run(self) -> None:
+        producer = KafkaProducer(self.settings.kafka, **PRODUCER_OVERRIDES)
         try:
-            producer = make_producer(self.settings.kafka, **PRODUCER_OVERRIDES)
             topic = self.settings.kafka.topic
             now_ms = int(time.time() * 1000)
             if self.plan.backlog_events > 0:
@@ -153,7 +153,7 @@ class Traffic(threading.Thread):
                     GeneratorConfig(
                         seed=self.plan.seed + 1,
                         end_ms=now_ms,
-                        span_ms=self.plan.backlog_days * _DAY_MS,
+                        span_ms=self.plan.backlog_days * DAY_MS,
                         bad_fraction=self.plan.bad_fraction,
                     )
                 )
@@ -189,6 +189,7 @@ class Traffic(threading.Thread):
             self.error = exc
             self.phase = "failed"
         finally:
+            producer.close()
             if self.live_started_at is not None and self.live_ended_at is None:
                 self.live_ended_at = time.time()
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from lambda_rt.events.generator import BAD_KINDS, EventGenerator, GeneratorConfig, write_jsonl
 from lambda_rt.events.schema import (
-    DIMENSIONS,
     EVENT_SCHEMA,
     EVENT_TYPES,
-    GRANULARITIES,
-    METRICS,
     REGISTRY,
     FieldSpec,
     Reason,
@@ -30,11 +27,8 @@ from lambda_rt.events.validate import (
 
 __all__ = [
     "BAD_KINDS",
-    "DIMENSIONS",
     "EVENT_SCHEMA",
     "EVENT_TYPES",
-    "GRANULARITIES",
-    "METRICS",
     "REGISTRY",
     "EventGenerator",
     "FieldSpec",

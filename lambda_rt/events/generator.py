@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from lambda_rt.events.schema import EVENT_TYPES, Reason
+from lambda_rt.events.schema import EVENT_TYPES, REGISTRY, Reason
 
 __all__ = ["BAD_KINDS", "EventGenerator", "GeneratorConfig", "write_jsonl"]
 
@@ -61,15 +61,9 @@ BAD_KINDS: dict[str, Reason] = {
     "ts_in_future": Reason.TS_IN_FUTURE,
 }
 _KIND_NAMES = tuple(BAD_KINDS)
-_REQUIRED = {
-    "page_view": ("product_id",),
-    "add_to_cart": ("product_id", "quantity"),
-    "order_placed": ("order_id", "amount_cents", "items"),
-    "payment": ("order_id", "amount_cents", "status", "method"),
-    "refund": ("order_id", "amount_cents"),
-    "inventory_update": ("product_id", "delta"),
-}
-_COMMON = ("event_id", "event_type", "ts", "store_id", "customer_id")
+# the schema's required fields (common first): a "missing_field" message drops one of them
+_REQUIRED = {t: tuple(f.name for f in REGISTRY.latest.required_fields(t)) for t in EVENT_TYPES}
+_COMMON = tuple(f.name for f in REGISTRY.latest.common)
 
 
 @dataclass(frozen=True)
@@ -186,7 +180,7 @@ class EventGenerator:
         if kind == "array":
             return orjson.dumps([event])
         if kind == "missing_field":
-            names = _COMMON + _REQUIRED[event["event_type"]]
+            names = _REQUIRED[event["event_type"]]
             del event[names[aux % len(names)]]
         elif kind == "wrong_type":
             field, bad_value = [

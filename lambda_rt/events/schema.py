@@ -4,7 +4,8 @@ This module declares the contract of ARCHITECTURE.md (Events and Metrics) as
 data: the six event types, the canonical Arrow schema of a validated event
 (:data:`EVENT_SCHEMA`), the versioned field rules (:class:`SchemaVersion`,
 :class:`SchemaRegistry`, :data:`REGISTRY`), the DLQ reason codes
-(:class:`Reason`) and the metric vocabulary shared by every layer.
+(:class:`Reason`). The metric vocabulary (metrics, dimensions, granularities)
+is :mod:`lambda_rt.vocabulary`.
 
 It does not validate anything itself (see :mod:`lambda_rt.events.validate`)
 and holds no I/O.
@@ -30,13 +31,10 @@ from types import MappingProxyType
 import pyarrow as pa
 
 __all__ = [
-    "DIMENSIONS",
     "EVENT_SCHEMA",
     "EVENT_TYPES",
-    "GRANULARITIES",
     "INT64_MAX",
     "INT64_MIN",
-    "METRICS",
     "REGISTRY",
     "FieldSpec",
     "Reason",
@@ -52,18 +50,6 @@ EVENT_TYPES: tuple[str, ...] = (
     "refund",
     "inventory_update",
 )
-
-METRICS: tuple[str, ...] = (
-    "events",
-    "orders",
-    "revenue",
-    "refunds",
-    "unique_customers",
-    "payment_failures",
-    "inventory_delta",
-)
-DIMENSIONS: tuple[str, ...] = ("store_id", "event_type")
-GRANULARITIES: tuple[str, ...] = ("minute", "hour", "day")
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

@@ -11,31 +11,22 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from lambda_rt.errors import PortInUseError, ServiceStartError
+import psutil
 
-__all__ = ["port_is_free", "read_pid", "require_free_ports", "running_pid", "spawn", "stop", "wait_until"]
+from lambda_rt.errors import PortInUseError, ServiceStartError
+from lambda_rt.stack.ports import port_is_free
+
+__all__ = ["read_pid", "require_free_ports", "running_pid", "spawn", "stop", "wait_until"]
 
 
 # Servers started by this process, kept so they are reaped (not zombies) when
 # stopped from here and not reported as leaked when the launcher returns.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when nothing listens on ``host:port`` (we can bind it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def require_free_ports(service: str, ports: Mapping[str, int]) -> None:
@@ -57,11 +48,12 @@ def read_pid(pid_file: Path) -> int | None:
 
 
 def _executable(pid: int) -> str:
-    """The binary a pid runs (servers may rewrite their argv, not their exe)."""
+    """The binary a pid runs (servers may rewrite their argv, not their exe); "" if none."""
     try:
-        return os.path.realpath(f"/proc/{pid}/exe")
-    except OSError:
+        exe = psutil.Process(pid).exe()
+    except psutil.Error:
         return ""
+    return os.path.realpath(exe) if exe else ""
 
 
 def running_pid(pid_file: Path, executable: str) -> int | None:
@@ -71,8 +63,8 @@ def running_pid(pid_file: Path, executable: str) -> int | None:
         return None
     if _executable(pid) != os.path.realpath(executable):
         return None
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+    with contextlib.suppress(psutil.Error):
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
             return None
     return pid
 
@@ -117,7 +109,7 @@ def wait_until(
 def _exiting(pid: int) -> bool:
     """True while ``pid`` is exiting but may still hold its files, hence its ports.
 
-    The kernel releases a process's memory (``/proc/PID/exe`` stops resolving,
+    The kernel releases a process's memory (its executable stops resolving,
     so :func:`running_pid` no longer names it) before it closes its files, and
     a multithreaded server's main thread shows as a zombie while its other
     threads still exit; restarting it in that window finds its ports taken.
@@ -128,22 +120,28 @@ def _exiting(pid: int) -> bool:
     if child is not None:
         return child.poll() is None
     try:
-        os.readlink(f"/proc/{pid}/exe")
+        proc = psutil.Process(pid)
+    except psutil.Error:
         return False
-    except OSError:
-        pass
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+        if proc.exe():
+            return False
+    except psutil.ZombieProcess:
+        pass  # the main thread is a zombie: its other threads may still be exiting
+    except psutil.Error:
         return False
-    return any(_state(f"/proc/{pid}/task/{tid}/stat") not in ("Z", "X", "") for tid in tids)
+    try:
+        tids = [t.id for t in proc.threads()]
+    except psutil.Error:
+        return False
+    return any(_thread_status(tid) not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD, "") for tid in tids)
 
 
-def _state(stat_path: str) -> str:
-    """The state letter of a ``/proc/.../stat`` file ("" if it is gone)."""
+def _thread_status(tid: int) -> str:
+    """A thread's scheduler state (``psutil.STATUS_*``), "" if it is gone."""
     try:
-        return Path(stat_path).read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return str(psutil.Process(tid).status())
+    except psutil.Error:
         return ""
 
 

@@ -1,39 +1,18 @@
-"""Batch-layer fixtures: one in-process Dask cluster per module, a chDB client per test.
+"""Batch-layer fixtures: a chDB client per test (Dask: ``dask_threads`` in ``tests/conftest.py``).
 
-Helpers (events, the oracle comparison, subprocess runs) live in ``batch_helpers``.
-Dask runs with ``processes=False`` (worker threads in this process: starts in
-about a second, and recompute then pushes partitions down to this process's
-chDB engine - the default embedded mode; the export path is tested too).
+Helpers (events, the oracle comparison, subprocess runs) live in
+``tests.batch_layer.fixtures``.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from batch_layer.tables import ensure_tables
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
-
-# Test modules import ``batch_helpers`` by name (a unique basename: no package
-# ``tests.batch_layer``, which would shadow the real ``batch_layer`` package).
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-@pytest.fixture(scope="module")
-def dask_threads() -> Iterator[Any]:
-    """One in-process LocalCluster (2 worker threads) per test module."""
-    from distributed import Client as DaskClient
-    from distributed import LocalCluster
-
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
-        DaskClient(cluster) as client,
-    ):
-        yield client
 
 
 @pytest.fixture

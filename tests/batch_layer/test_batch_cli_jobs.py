@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from batch_helpers import insert_events, make_events
 
-from batch_layer.errors import JobOverlapError
 from batch_layer.jobs import RecomputeJob, TierJob, run_all
 from batch_layer.runtime import job_lock
 from batch_layer.schedule import BatchScheduler
 from batch_layer.tables import JOB_HISTORY
 from lambda_rt.clients.clickhouse import Client
+from lambda_rt.errors import JobRunningError
+from tests.batch_layer.fixtures import insert_events, make_events
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,7 +64,7 @@ def test_jobs_record_history_and_refuse_overlap(ch: Client, isolated: Any, dask_
     rows = ch.query(f"SELECT job, status, rows FROM {JOB_HISTORY} FINAL ORDER BY job").result_rows
     assert [(r[0], r[1]) for r in rows] == [("recompute", "ok"), ("tier", "ok")]
     assert rows[0][2] == 5_000
-    with job_lock("tier"), pytest.raises(JobOverlapError):
+    with job_lock("tier"), pytest.raises(JobRunningError):
         TierJob().run(isolated.settings, ch)
     failed = ch.query(f"SELECT status, error FROM {JOB_HISTORY} FINAL WHERE status = 'failed'").result_rows
     assert failed and "already running" in failed[0][1]

@@ -10,22 +10,20 @@ import sys
 import time
 from typing import Any
 
-from batch_helpers import run_py
-
 from batch_layer.ingest import Ingestor
 from batch_layer.tables import EVENTS_HOT, LATE_EVENTS
 from lambda_rt.clients.clickhouse import Client
-from lambda_rt.clients.kafka import make_producer
 from lambda_rt.dlq import read_dead_letters
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.events.validate import validate_batch
-from lambda_rt.producing import produce_batches
+from lambda_rt.producing import produce_all
+from tests.batch_layer.fixtures import run_child
 
 
 def _produce(settings: Any, n: int, *, seed: int, bad: float, span_ms: int) -> tuple[list[bytes], int]:
     gen = EventGenerator(GeneratorConfig(seed=seed, span_ms=span_ms, bad_fraction=bad, stores=30))
     pairs = gen.batch(n)
-    produce_batches(make_producer(settings.kafka), settings.kafka.topic, [pairs])
+    produce_all(settings.kafka, [pairs])
     values = [v for _, v in pairs]
     vb = validate_batch(values, now_ms=int(time.time() * 1000))
     return values, vb.n_valid
@@ -49,17 +47,6 @@ def test_ingest_valid_events_to_hot_rejects_to_dlq_and_late_to_ledger(ch: Client
     assert again.consumed == 0
 
 
-CHECK = """
-import json
-from lambda_rt.config import load_settings
-from lambda_rt.clients.clickhouse import open_clickhouse
-c = open_clickhouse(load_settings())
-n, msgs, ids = c.query("SELECT count(), uniqExact(kafka_partition, kafka_offset), uniqExact(event_id) "
-                      "FROM events_hot").result_rows[0]
-print(json.dumps({"rows": n, "messages": msgs, "ids": ids}))
-"""
-
-
 def _ingest(env: dict[str, str], **extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "lambda_rt", "ingest", "--until-idle", "3"],
@@ -79,7 +66,7 @@ def test_replay_after_kill_inserts_nothing_twice(isolated: Any) -> None:
     )
     _, err = first.communicate(timeout=120)
     assert first.returncode == 137, err[-2000:]
-    crashed = run_py(env, CHECK)
+    crashed = run_child(env, "ingest-counts")
     assert 0 < crashed["rows"] < n_valid  # inserted but never committed: must not count twice
     # 2. a real kill -9 somewhere in the middle of a run with small batches
     second = _ingest(env, LAMBDA_RT_BATCH__INGEST_BATCH_SIZE="500")
@@ -90,5 +77,5 @@ def test_replay_after_kill_inserts_nothing_twice(isolated: Any) -> None:
     third = _ingest(env)
     _out, err = third.communicate(timeout=120)
     assert third.returncode == 0, err[-2000:]
-    got = run_py(env, CHECK)
+    got = run_child(env, "ingest-counts")
     assert got == {"rows": n_valid, "messages": n_valid, "ids": n_valid}, got

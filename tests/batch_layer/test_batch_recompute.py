@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 import pandas as pd
-from batch_helpers import END, END_MS, assert_views_equal_oracle, insert_events, make_events
 
 from batch_layer.recompute import run_recompute
 from batch_layer.state import record_late
@@ -21,6 +20,7 @@ from batch_layer.views import (
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.testing import oracle_metrics
+from tests.batch_layer.fixtures import END, END_MS, assert_views_equal_oracle, insert_events, make_events
 
 NOW = END + timedelta(hours=1)
 

@@ -4,60 +4,28 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from datetime import timedelta
 from typing import Any
 
 import pandas as pd
-from batch_helpers import END, assert_views_equal_oracle, insert_events, make_events
+import pytest
 
 from batch_layer.recompute import run_recompute
 from batch_layer.tables import EVENTS_HOT, EVENTS_HOT_OUTBOX, EVENTS_WARM, EVENTS_WARM_OUTBOX, TIER_MOVES
 from batch_layer.tiering import run_tier
 from lambda_rt.clients.clickhouse import Client
+from tests.batch_layer.fixtures import (
+    END,
+    END_MS,
+    REPO_ROOT,
+    assert_views_equal_oracle,
+    child_command,
+    insert_events,
+    make_events,
+    run_child,
+)
 
 STEPS = ("started", "claimed", "copied", "verified", "recorded", "deleted")
-
-# Seeds one day of events into events_hot (own chDB dir of the subprocess env).
-SEED = """
-import json, numpy as np
-from lambda_rt.config import load_settings
-from lambda_rt.clients.clickhouse import open_clickhouse
-from lambda_rt.events.generator import EventGenerator, GeneratorConfig
-from lambda_rt.events.validate import validate_batch
-from batch_layer.ingest import to_hot_table
-from batch_layer.tables import ensure_tables
-end = {end_ms}
-vb = validate_batch([v for _, v in EventGenerator(GeneratorConfig(seed=5, end_ms=end, span_ms=6 * 3600 * 1000,
-     stores=20)).batch({n})], now_ms=end)
-c = open_clickhouse(load_settings()); ensure_tables(c)
-c.insert_arrow("events_hot", to_hot_table(vb.table, np.zeros(vb.n_valid, dtype=np.int64), vb.indices))
-print(json.dumps({{"rows": vb.n_valid}}))
-"""
-
-# Counts what a reader sees (every tier, through the manifest) and where rows physically are.
-CHECK = """
-import json
-from lambda_rt.config import load_settings
-from lambda_rt.clients.clickhouse import open_clickhouse
-from batch_layer import tiers
-from batch_layer.tables import ensure_tables
-s = load_settings(); c = open_clickhouse(s); ensure_tables(c)
-snap = tiers.snapshot(c)
-parts = ["SELECT event_id FROM (" + tiers.engine_sql(snap, 0, 2**62, ("event_id",)) + ")"]
-key, sec = s.s3.access_key.get_secret_value(), s.s3.secret_key.get_secret_value()
-for files in snap.cold_files.values():
-    for f in files:
-        url = tiers.cold_http_url(s.s3, f)
-        parts.append(f"SELECT event_id FROM s3('{{url}}', '{{key}}', '{{sec}}', 'Parquet')")
-sql = "SELECT count(), uniqExact(event_id) FROM (" + " UNION ALL ".join(parts) + ")"
-n, distinct = c.query(sql).result_rows[0]
-states = dict(c.query("SELECT state, count() FROM tier_moves FINAL GROUP BY state").result_rows)
-where = {{t: c.query(f"SELECT count() FROM {{t}}").result_rows[0][0]
-         for t in ("events_hot", "events_hot_outbox", "events_warm", "events_warm_outbox")}}
-print(json.dumps({{"visible": n, "distinct": distinct, "states": states, "where": where,
-                   "cold_days": len(snap.cold_files)}}))
-"""
 
 
 def _counts(ch: Client) -> dict[str, int]:
@@ -134,12 +102,14 @@ def _check_then_tier(env: dict[str, str], crash_after: str | None) -> tuple[int,
     run_env = dict(env)
     if crash_after:
         run_env["LAMBDA_RT_BATCH__CRASH_AFTER"] = crash_after
-    code = (
-        CHECK.format()
-        + "import sys; sys.stdout.flush()\nfrom lambda_rt.cli import main\nmain(['batch', 'run', 'tier'])\n"
-    )
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=120, check=False
+        child_command("tier-counts", "--then-tier"),
+        env=run_env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert lines, f"no check output (exit {proc.returncode}): {proc.stderr[-2000:]}"
@@ -147,12 +117,11 @@ def _check_then_tier(env: dict[str, str], crash_after: str | None) -> tuple[int,
 
 
 def test_crash_between_every_pair_of_steps_loses_and_duplicates_nothing(isolated: Any) -> None:
-    from batch_helpers import END_MS, run_py
 
     env = dict(isolated.env)
     env["LAMBDA_RT_BATCH__HOT_TO_WARM_AFTER_S"] = "0"
     env["LAMBDA_RT_BATCH__WARM_TO_COLD_AFTER_S"] = "0"
-    n = run_py(env, SEED.format(end_ms=END_MS, n=20_000))["rows"]
+    n = run_child(env, "seed-hot", "--end-ms", str(END_MS), "--n", "20000")["rows"]
     seen_states: list[dict[str, int]] = []
     # hot->warm crashes at each step, then warm->cold crashes at each step: every run
     # checks what the previous crash left, then resumes its unfinished move.
@@ -165,8 +134,80 @@ def test_crash_between_every_pair_of_steps_loses_and_duplicates_nothing(isolated
         expected = 137 if crash else 0
         assert code == expected, f"run with crash {crash}: exit {code}: {stderr[-2000:]}"
         previous = crash or "none"
-    final = run_py(env, CHECK.format())
+    final = run_child(env, "tier-counts")
     assert final["visible"] == final["distinct"] == n
     assert final["states"] == {"done": 2} and final["cold_days"] == 1
     assert sum(final["where"].values()) == 0  # every row now lives only in the cold tier
     assert any("recorded" in s for s in seen_states) and any("copied" in s for s in seen_states)
+
+
+def test_a_copy_with_one_corrupted_column_is_refused_and_the_source_kept(ch: Client, isolated: Any) -> None:
+    """Same rows, same ``event_id``s, one column different: the move must not delete the source.
+
+    The corruption is a schema drift between tiers: ``events_warm.amount_cents``
+    narrowed to Int8, so the copy's ``INSERT ... SELECT`` silently wraps every
+    amount above 127. A checksum of row count and ``event_id`` alone passed it.
+    """
+    from batch_layer.errors import TierVerifyError
+    from batch_layer.visibility import engine_sql, snapshot
+
+    events = make_events(3_000, seed=23, span_ms=3_600_000)  # one day
+    assert (events["amount_cents"].fillna(0) > 127).any()
+    insert_events(ch, events)
+    ch.command(f"ALTER TABLE {EVENTS_WARM} MODIFY COLUMN amount_cents Int8")
+    warm_only = isolated.settings.model_copy(
+        update={"batch": isolated.settings.batch.model_copy(update={"warm_to_cold_after_s": 30 * 86_400})}
+    )
+    with pytest.raises(TierVerifyError, match="source kept"):
+        run_tier(warm_only, ch, now=END + timedelta(days=10))
+    counts = _counts(ch)
+    assert counts[EVENTS_HOT_OUTBOX] == len(events) and counts[EVENTS_WARM] == len(events)
+    states = ch.query(f"SELECT state FROM {TIER_MOVES} FINAL").result_rows
+    assert states == [("copied",)]  # never recorded: readers keep the source
+    snap = snapshot(ch)
+    seen = ch.query(f"SELECT count(), sum(amount_cents) FROM ({engine_sql(snap, 0, 2**62)})").result_rows[0]
+    assert seen == (len(events), int(events["amount_cents"].fillna(0).sum()))
+
+
+def test_row_checksum_is_the_same_on_parquet_and_clickhouse_and_sees_one_changed_value(
+    ch: Client, isolated: Any
+) -> None:
+    """The verify SQL on a cold Parquet copy (types inferred by ``s3()``) equals the table's;
+    one changed value, or a NULL where the table has ``''``, changes it (row count and
+    ``event_id`` unchanged)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from batch_layer.tables import EVENT_COLUMNS
+    from batch_layer.tiering import row_checksum_sql, write_cold_parquet
+    from batch_layer.visibility import cold_http_url
+    from lambda_rt.clients.s3 import make_s3fs
+
+    insert_events(ch, make_events(2_000, seed=24, span_ms=3_600_000))
+    s3 = isolated.settings.s3
+    make_s3fs(s3).mkdir(s3.bucket)
+    location = f"s3://{s3.bucket}/checksum/part.parquet"
+    key, secret = s3.access_key.get_secret_value(), s3.secret_key.get_secret_value()  # type: ignore[union-attr]
+    source = ch.query(f"SELECT {row_checksum_sql()} FROM {EVENTS_HOT}").result_rows[0]
+    cols = ", ".join(f"`{c}`" for c in EVENT_COLUMNS)
+    table = ch.query_arrow(f"SELECT {cols} FROM {EVENTS_HOT} ORDER BY store_id, ts", use_strings=True)
+
+    def copy_of(t: pa.Table) -> tuple[Any, ...]:
+        write_cold_parquet(isolated.settings, t, location)
+        fn = f"s3('{cold_http_url(s3, location)}', '{key}', '{secret}', 'Parquet')"
+        row = ch.query(f"SELECT {row_checksum_sql()}, sum(cityHash64(event_id)) FROM {fn}").result_rows[0]
+        return tuple(row)
+
+    exact = copy_of(table)
+    assert exact[:2] == source
+    i = table.column_names.index("session_id")
+    changed = table.column(i).to_pylist()
+    changed[7] = changed[7] + "x"
+    one_value = copy_of(table.set_column(i, "session_id", pa.array(changed, pa.string())))
+    assert one_value[0] == source[0] and one_value[2] == exact[2] and one_value[1] != source[1]
+    j = table.column_names.index("order_id")
+    blank = pc.equal(table.column(j), "").to_pylist().index(True)
+    nulled = table.column(j).to_pylist()
+    nulled[blank] = None
+    with_null = copy_of(table.set_column(j, "order_id", pa.array(nulled, pa.string())))
+    assert with_null[0] == source[0] and with_null[2] == exact[2] and with_null[1] != source[1]

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from lambda_rt.clients.kafka import make_producer
+from lambda_rt.clients.kafka import KafkaProducer
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
 from lambda_rt.dlq import read_dead_letters
@@ -39,11 +39,11 @@ from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.producing import produce_batches
 from lambda_rt.stack import launcher
 from lambda_rt.testing import oracle_frame, oracle_metrics, oracle_rejects
+from lambda_rt.vocabulary import METRICS
 from speed_layer.keys import SpeedKeys
 
 __all__ = [
     "FULL",
-    "METRICS",
     "Daemon",
     "MergedCheck",
     "applied_total",
@@ -65,15 +65,6 @@ __all__ = [
 ]
 
 FULL = os.environ.get("LAMBDA_RT_CHAOS", "reduced") == "full"
-METRICS = (
-    "events",
-    "orders",
-    "revenue",
-    "refunds",
-    "payment_failures",
-    "inventory_delta",
-    "unique_customers",
-)
 _BY = {"inventory_delta": "store_id,product_id", "unique_customers": ""}
 HLL_TOLERANCE = 0.03  # speed-layer distinct counts are HyperLogLog (~0.8% standard error)
 
@@ -139,12 +130,12 @@ def produce_in_background(
     settings: Settings, chunks: Sequence[list[bytes]], pause_s: float
 ) -> threading.Thread:
     """Produce each chunk to the events topic, ``pause_s`` apart, in a daemon thread (started)."""
-    producer = make_producer(settings.kafka)
 
     def run() -> None:
-        for chunk in chunks:
-            produce_batches(producer, settings.kafka.topic, [[(b"k", v) for v in chunk]])
-            time.sleep(pause_s)
+        with KafkaProducer(settings.kafka) as producer:
+            for chunk in chunks:
+                produce_batches(producer, settings.kafka.topic, [[(b"k", v) for v in chunk]])
+                time.sleep(pause_s)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -184,7 +175,9 @@ def handles_sigterm(pid: int) -> bool:
     """Whether ``pid`` has installed a SIGTERM handler (Linux: ``SigCgt`` of /proc/PID/status).
 
     ``lambda-rt speed`` installs it right before its loop; a SIGTERM sent
-    earlier (during imports) kills it with -15 instead of a clean stop.
+    earlier (during imports) kills it with -15 instead of a clean stop. The
+    one /proc read left in the project: psutil does not expose the
+    caught-signal mask.
     """
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as fh:

@@ -20,8 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lambda_rt.clients.kafka import make_producer
-from lambda_rt.producing import produce_batches
+from lambda_rt.producing import produce_all
 from lambda_rt.testing import oracle_frame
 from serving.spec import format_ts
 from tests.chaos.harness import (
@@ -44,7 +43,7 @@ _BATCH_ENV = {"LAMBDA_RT_DASK__PROCESSES": "false", "LAMBDA_RT_BATCH__ALLOWED_LA
 
 
 def _produce(settings: Any, values: list[bytes]) -> None:
-    produce_batches(make_producer(settings.kafka), settings.kafka.topic, [[(b"k", v) for v in values]])
+    produce_all(settings.kafka, [[(b"k", v) for v in values]])
 
 
 def test_kill_9_daemon_during_ingest_and_recompute(isolated: Any) -> None:

@@ -21,10 +21,10 @@ import pytest
 
 import serving
 from lambda_rt.clients.clickhouse import open_clickhouse
-from lambda_rt.clients.kafka import ensure_topics, make_producer
+from lambda_rt.clients.kafka import KafkaProducer, ensure_topics
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
-from lambda_rt.producing import produce_batches
+from lambda_rt.producing import produce_all, produce_batches
 from lambda_rt.stack import launcher, process
 from lambda_rt.stack.binaries import redis_server_binary, tansu_binary, weed_binary
 from lambda_rt.stack.state import StateLayout
@@ -247,11 +247,11 @@ def test_redis_lost_speed_layer_rebuilds_exactly(isolated: Any) -> None:
     values = generate(n, seed=93, end_ms=now - 30_000)
     half = n // 2
     keys = SpeedKeys(isolated.settings.redis.key_prefix)
-    producer = make_producer(isolated.settings.kafka)
-    produce_batches(producer, isolated.settings.kafka.topic, [[(b"k", v) for v in values[:half]]])
-    _apply_then_stop(isolated, half, keys)
-    lost_keys = _lose_speed_view(isolated.settings)
-    produce_batches(producer, isolated.settings.kafka.topic, [[(b"k", v) for v in values[half:]]])
+    with KafkaProducer(isolated.settings.kafka) as producer:
+        produce_batches(producer, isolated.settings.kafka.topic, [[(b"k", v) for v in values[:half]]])
+        _apply_then_stop(isolated, half, keys)
+        lost_keys = _lose_speed_view(isolated.settings)
+        produce_batches(producer, isolated.settings.kafka.topic, [[(b"k", v) for v in values[half:]]])
     rebuild_s = _apply_then_stop(isolated, n, keys)
     r = make_redis(isolated.settings.redis)
     assert r.get(keys.epoch) is not None
@@ -290,19 +290,18 @@ def test_redis_lost_serving_reports_holes_instead_of_wrong_numbers(isolated: Any
     not-yet-replayed part missing and no hole. The speed side is covered by
     ``test_redis_lost_speed_layer_rebuilds_exactly``.
     """
-    from speed_layer.state import SpeedState
+    from speed_layer.epoch import EpochStore
 
     now = int(time.time() * 1000)
     values = generate(size(4_000, 20_000), seed=94, end_ms=now - 30_000)
-    producer = make_producer(isolated.settings.kafka)
-    produce_batches(producer, isolated.settings.kafka.topic, [[(b"k", v) for v in values]])
+    produce_all(isolated.settings.kafka, [[(b"k", v) for v in values]])
     p = speed_process(isolated.env, idle_s=3)
     assert p.wait(120) == 0
     _lose_speed_view(isolated.settings)
     # a rebuild has just started: the epoch exists, rebuilding=1, nothing replayed yet
     r = make_redis(isolated.settings.redis)
     keys = SpeedKeys(isolated.settings.redis.key_prefix)
-    SpeedState(r, keys).claim({0: len(values)})
+    EpochStore(r, keys).claim({0: len(values)})
     assert r.hget(keys.meta, META_REBUILDING) == b"1"
     r.close()
     start, end = format_ts(now - 30 * 60_000), format_ts(now + 600_000)

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lambda_rt.clients.kafka import make_producer
+from lambda_rt.clients.kafka import KafkaProducer
 from lambda_rt.clients.redis import make_redis
-from lambda_rt.demo.processes import free_port
 from lambda_rt.demo.traffic import PRODUCER_OVERRIDES
 from lambda_rt.producing import produce_batches
+from lambda_rt.stack.ports import free_port
 from serving.spec import format_ts
 from speed_layer.keys import SpeedKeys
 from tests.chaos.harness import (
@@ -162,7 +162,6 @@ def _rate_producer(settings: Any, phases: Sequence[tuple[float, float]], values:
     (a broker that does not acknowledge in time), so the test fails with it.
     The producer batches like the demo's (:data:`BURST_PRODUCER`).
     """
-    producer = make_producer(settings.kafka, **BURST_PRODUCER)
     sent = [0]
     errors: list[str] = []
 
@@ -172,11 +171,12 @@ def _rate_producer(settings: Any, phases: Sequence[tuple[float, float]], values:
     def run() -> None:
         pos = 0
         try:
-            for seconds, rate in phases:
-                part = values[pos : pos + int(seconds * rate)]
-                pos += len(part)
-                batches = [[(b"k", v) for v in part[i : i + 500]] for i in range(0, len(part), 500)]
-                produce_batches(producer, settings.kafka.topic, batches, rate=rate, on_progress=progress)
+            with KafkaProducer(settings.kafka, **BURST_PRODUCER) as producer:
+                for seconds, rate in phases:
+                    part = values[pos : pos + int(seconds * rate)]
+                    pos += len(part)
+                    batches = [[(b"k", v) for v in part[i : i + 500]] for i in range(0, len(part), 500)]
+                    produce_batches(producer, settings.kafka.topic, batches, rate=rate, on_progress=progress)
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
 

@@ -25,11 +25,11 @@ from typing import Any
 
 import httpx
 
-from lambda_rt.clients.kafka import make_producer
+from lambda_rt.clients.kafka import KafkaProducer
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings
-from lambda_rt.demo.processes import free_port
 from lambda_rt.producing import produce_batches
+from lambda_rt.stack.ports import free_port
 from lambda_rt.supervisor import read_run_file
 from serving.spec import format_ts
 from speed_layer.keys import SpeedKeys
@@ -55,15 +55,15 @@ def _children(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def _produce_spread(settings: Settings, values: list[bytes], seconds: float) -> threading.Thread:
     """Produce ``values`` over about ``seconds``, keyed so every partition gets traffic."""
-    producer = make_producer(settings.kafka)
     chunks = max(1, int(seconds / 0.25))
     step = -(-len(values) // chunks)
 
     def run() -> None:
-        for i in range(0, len(values), step):
-            pairs = [(str(j % 64).encode(), v) for j, v in enumerate(values[i : i + step], start=i)]
-            produce_batches(producer, settings.kafka.topic, [pairs])
-            time.sleep(0.25)
+        with KafkaProducer(settings.kafka) as producer:
+            for i in range(0, len(values), step):
+                pairs = [(str(j % 64).encode(), v) for j, v in enumerate(values[i : i + step], start=i)]
+                produce_batches(producer, settings.kafka.topic, [pairs])
+                time.sleep(0.25)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

@@ -19,9 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lambda_rt.clients.kafka import make_producer
 from lambda_rt.events.validate import TimeWindow, validate_batch
-from lambda_rt.producing import produce_batches
+from lambda_rt.producing import produce_all
 from lambda_rt.testing import oracle_frame, oracle_rejects
 from speed_layer.aggregate import aggregate
 from speed_layer.keys import SpeedKeys
@@ -86,15 +85,11 @@ def _first_diff(a: list[tuple[int, str]], b: list[tuple[int, str]]) -> str:
 
 def test_hostile_slice_end_to_end_through_the_broker(isolated: Any) -> None:
     """A slice through Kafka, the speed layer and the DLQ topic: exact DLQ, exact counts."""
-    from tests.speed_layer.conftest import assert_metrics_equal, oracle_view, view_metrics
+    from tests.speed_layer.fixtures import assert_metrics_equal, oracle_view, view_metrics
 
     values, _families = hostile_values(size(2_000, 20_000), seed=7, max_huge=150_000)
     now = int(time.time() * 1000)
-    produce_batches(
-        make_producer(isolated.settings.kafka, **{"message.max.bytes": 1_000_000}),
-        isolated.settings.kafka.topic,
-        [[(b"k", v) for v in values]],
-    )
+    produce_all(isolated.settings.kafka, [[(b"k", v) for v in values]], **{"message.max.bytes": 1_000_000})
     proc = speed_process(isolated.env, idle_s=3)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err.decode()[-2000:]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,28 +38,14 @@ def test_databases_isolate_tests(clickhouse: Client, chdb_settings: Settings) ->
         other.command("DROP DATABASE IF EXISTS other_db_for_isolation")
 
 
-_WRITER = textwrap.dedent(
-    """
-    import sys, pyarrow as pa
-    from lambda_rt.config import load_settings
-    from lambda_rt.clients.clickhouse import open_clickhouse
-    c = open_clickhouse(load_settings(state_dir=sys.argv[1]))
-    if sys.argv[2] == "write":
-        c.command("CREATE TABLE IF NOT EXISTS kept (x Int64) ENGINE = MergeTree ORDER BY x")
-        c.insert_arrow("kept", pa.table({"x": list(range(123))}))
-    print(c.query("SELECT count(), sum(x) FROM kept").result_rows[0])
-    """
-)
+_CHILD = [sys.executable, "-m", "tests.lambda_rt.chdb_child"]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_data_survives_reopening_in_a_new_process(tmp_path: Path) -> None:
-    write = subprocess.run(
-        [sys.executable, "-c", _WRITER, str(tmp_path), "write"], capture_output=True, text=True
-    )
+    write = subprocess.run([*_CHILD, str(tmp_path), "write"], cwd=_REPO_ROOT, capture_output=True, text=True)
     assert write.returncode == 0, write.stderr
-    read = subprocess.run(
-        [sys.executable, "-c", _WRITER, str(tmp_path), "read"], capture_output=True, text=True
-    )
+    read = subprocess.run([*_CHILD, str(tmp_path), "read"], cwd=_REPO_ROOT, capture_output=True, text=True)
     assert read.returncode == 0, read.stderr
     assert read.stdout.strip() == f"({123}, {sum(range(123))})"
 

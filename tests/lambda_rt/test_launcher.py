@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from lambda_rt.clients.kafka import make_consumer, make_producer
+from lambda_rt.clients.kafka import KafkaProducer, make_consumer
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import Settings, load_settings
 from lambda_rt.consuming import read_topic
 from lambda_rt.errors import PortInUseError
 from lambda_rt.stack import free_stack_ports, launcher
-from tests.conftest import stack_env
+from tests.fixtures import stack_env
 
 
 def test_status_reports_every_endpoint_up(stack_settings: Settings) -> None:
@@ -88,10 +88,9 @@ def test_restart_keeps_events_and_redis_keys(tmp_path: Path) -> None:
     launcher.up(load_settings(state_dir=tmp_path, stack=ports))
     settings = load_settings(state_dir=tmp_path)
     try:
-        producer = make_producer(settings.kafka)
-        for i in range(500):
-            producer.produce(settings.kafka.topic, value=b"m%d" % i, key=b"k")
-        assert producer.flush(30) == 0
+        with KafkaProducer(settings.kafka) as producer:
+            producer.produce_many(settings.kafka.topic, ((b"k", b"m%d" % i) for i in range(500)))
+            producer.flush(30)
         make_redis(settings.redis).set("survivor", "yes")
         time.sleep(1.5)  # the AOF is fsynced every second
         assert sorted(launcher.down(settings)) == ["kafka", "redis", "s3"]
@@ -114,11 +113,10 @@ def test_group_resumes_from_committed_offsets(stack_settings: Settings, tmp_path
     topic = f"rt-{uuid.uuid4().hex[:8]}"
     kafka = stack_settings.kafka.model_copy(update={"topic": topic, "dlq_topic": topic + ".dlq"})
     ensure_topics(kafka)
-    producer = make_producer(kafka)
     sent = [b"v%d" % i for i in range(2000)]
-    for v in sent:
-        producer.produce(topic, value=v, key=v[-1:])
-    assert producer.flush(30) == 0
+    with KafkaProducer(kafka) as producer:
+        producer.produce_many(topic, ((v[-1:], v) for v in sent))
+        producer.flush(30)
 
     def consume(at_least: int | None) -> list[bytes]:
         """Consume (committing after each batch) until ``at_least`` or 3 s idle."""

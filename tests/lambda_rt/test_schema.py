@@ -7,7 +7,7 @@ import dataclasses
 import pyarrow as pa
 import pytest
 
-from lambda_rt.events import schema
+from lambda_rt import vocabulary
 from lambda_rt.events.schema import (
     EVENT_SCHEMA,
     EVENT_TYPES,
@@ -54,7 +54,7 @@ def test_reason_values_are_the_dlq_header_strings() -> None:
 
 
 def test_metric_vocabulary() -> None:
-    assert schema.METRICS == (
+    assert vocabulary.METRICS == (
         "events",
         "orders",
         "revenue",
@@ -63,8 +63,8 @@ def test_metric_vocabulary() -> None:
         "payment_failures",
         "inventory_delta",
     )
-    assert schema.DIMENSIONS == ("store_id", "event_type")
-    assert schema.GRANULARITIES == ("minute", "hour", "day")
+    assert vocabulary.DIMENSIONS == ("store_id", "event_type")
+    assert vocabulary.GRANULARITIES == ("minute", "hour", "day")
 
 
 def test_v1_matches_the_architecture_table() -> None:

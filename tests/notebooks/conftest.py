@@ -38,26 +38,16 @@ import httpx
 import orjson
 import pytest
 
-from lambda_rt.clients.kafka import ensure_topics, make_producer
+from lambda_rt.clients.kafka import ensure_topics
 from lambda_rt.config import CREDENTIALS_FILE, STACK_FILE, Settings, load_settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
-from lambda_rt.producing import produce_batches
-from tests.conftest import stack_env
+from lambda_rt.producing import produce_all
+from lambda_rt.vocabulary import DAY_MS, MINUTE_MS
+from tests.fixtures import stack_env
+from tests.notebooks.fixtures import NotebookWorld
 
-DAY_MS = 86_400_000
-MINUTE_MS = 60_000
 FRAUD_STORE = 7
 REFUND_STORES = (13, 21)
-
-
-@dataclass(frozen=True)
-class NotebookWorld:
-    """What the notebook tests need: the kernels' env and the daemon's URL."""
-
-    env: dict[str, str]
-    settings: Settings
-    url: str
-    produced: int
 
 
 def _planted(now_ms: int) -> list[tuple[bytes, bytes]]:
@@ -147,9 +137,7 @@ def notebook_world(
     recent = EventGenerator(GeneratorConfig(seed=4, end_ms=now_ms, span_ms=20 * MINUTE_MS, **small))
     batches = [*backlog.iter_batches(60_000, 20_000), *recent.iter_batches(40_000, 20_000), _planted(now_ms)]
     produced = sum(len(b) for b in batches)
-    producer = make_producer(settings.kafka)
-    produce_batches(producer, settings.kafka.topic, batches)
-    del producer  # closes the client now, not after the stack is down
+    produce_all(settings.kafka, batches)
 
     log = open(state / "serve.log", "wb")  # noqa: SIM115 - closed in finally
     daemon = subprocess.Popen(

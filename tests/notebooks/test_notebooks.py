@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.notebooks.conftest import NotebookWorld
+from tests.notebooks.fixtures import NotebookWorld
 
 NOTEBOOKS = (
     "01_quickstart.ipynb",

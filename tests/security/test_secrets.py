@@ -25,7 +25,7 @@ import redis
 from lambda_rt.config import Settings, load_settings
 from lambda_rt.stack.state import ensure_credentials
 from tests.chaos.harness import Daemon
-from tests.conftest import stack_env
+from tests.fixtures import stack_env
 
 
 def _secrets(state_dir: Path) -> list[str]:
@@ -42,8 +42,13 @@ def test_wrong_s3_secret_is_refused(stack_settings: Settings) -> None:
         endpoint_url=stack_settings.s3.endpoint,
         skip_instance_cache=True,
     )
-    with pytest.raises((PermissionError, OSError)):
+    # PermissionError, not any OSError: a refused connection (ConnectionRefusedError,
+    # another OSError) must not pass as "refused the secret"
+    with pytest.raises(PermissionError) as info:
         fs.ls(stack_settings.s3.broker_bucket)
+    cause = info.value.__cause__
+    code = getattr(cause, "response", {}).get("Error", {}).get("Code")
+    assert code == "SignatureDoesNotMatch", f"expected a signature error from S3, got {cause!r}"
 
 
 def test_redis_wrong_password_and_default_user_refused(stack_settings: Settings) -> None:

@@ -8,19 +8,8 @@ from typing import Any
 import pytest
 
 from lambda_rt.config import Settings
-from tests.serving.fixtures import HOUR_MS, World, make_world
-
-
-@pytest.fixture(scope="module")
-def dask_threads() -> Iterator[Any]:
-    from distributed import Client as DaskClient
-    from distributed import LocalCluster
-
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
-        DaskClient(cluster) as dc,
-    ):
-        yield dc
+from lambda_rt.vocabulary import HOUR_MS
+from tests.serving.fixtures import World, make_world
 
 
 @pytest.fixture(scope="module")

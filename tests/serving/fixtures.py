@@ -20,13 +20,11 @@ from typing import Any
 import pandas as pd
 
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
-from lambda_rt.clients.kafka import ensure_topics, make_producer
+from lambda_rt.clients.kafka import ensure_topics
 from lambda_rt.config import Settings
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
-from lambda_rt.producing import produce_batches
+from lambda_rt.producing import produce_all
 from lambda_rt.testing import oracle_frame
-
-HOUR_MS = 3_600_000
 
 
 def slice_settings(stack: Settings, chdb: Settings, tag: str, **batch: Any) -> Settings:
@@ -53,8 +51,7 @@ def generate(n: int, end_ms: int, span_ms: int, seed: int = 11) -> list[tuple[by
 
 
 def produce(settings: Settings, pairs: list[tuple[bytes, bytes]]) -> None:
-    producer = make_producer(settings.kafka)
-    produce_batches(producer, settings.kafka.topic, [pairs])
+    produce_all(settings.kafka, [pairs])
 
 
 def run_layers(settings: Settings, client: Client) -> None:

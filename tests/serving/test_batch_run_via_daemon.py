@@ -17,7 +17,7 @@ from serving.client import daemon_file
 
 def test_batch_run_goes_through_the_running_daemon(isolated) -> None:  # type: ignore[no-untyped-def]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lambda_rt", "serve", "--port", "0", "--no-schedule"],
+        [sys.executable, "-m", "lambda_rt", "--log-format", "json", "serve", "--port", "0", "--no-schedule"],
         env=isolated.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -44,3 +44,9 @@ def test_batch_run_goes_through_the_running_daemon(isolated) -> None:  # type: i
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+    # the daemon logged (not printed) its start and stop, one JSON object per line (librdkafka
+    # writes its own lines to stderr, outside Python's logging: those are skipped)
+    lines = proc.stderr.read().splitlines()  # type: ignore[union-attr]
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    daemon = [r["message"] for r in records if r["logger"] == "lambda_rt.daemon.host"]
+    assert any(m.startswith("listening on http://127.0.0.1:") for m in daemon) and "stopped" in daemon

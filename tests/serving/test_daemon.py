@@ -23,19 +23,10 @@ import pytest
 
 import serving
 from lambda_rt.testing import oracle_frame, oracle_metrics
+from lambda_rt.vocabulary import HOUR_MS, METRICS
 from serving.client import daemon_file
 from serving.spec import format_ts
-from tests.serving.fixtures import HOUR_MS, generate, produce
-
-METRICS = [
-    "events",
-    "orders",
-    "revenue",
-    "refunds",
-    "payment_failures",
-    "unique_customers",
-    "inventory_delta",
-]
+from tests.serving.fixtures import generate, produce
 
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, object]:

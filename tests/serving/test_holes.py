@@ -19,12 +19,11 @@ import pytest
 
 from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.clients.redis import make_redis
+from lambda_rt.vocabulary import HOUR_MS
 from serving.engine import REBUILDING_REASON, STATE_LOST_REASON, QueryEngine
 from serving.errors import CoverageHoleError
 from serving.spec import format_ts
 from speed_layer.keys import META_LAST_APPLIED_MS, META_REBUILDING, SpeedKeys, epoch_key
-
-HOUR_MS = 3_600_000
 
 
 @pytest.fixture

@@ -14,13 +14,11 @@ import pandas as pd
 import pytest
 
 from lambda_rt.testing import oracle_metrics
+from lambda_rt.vocabulary import DAY_MS, GRANULARITY_MS, HOUR_MS, MINUTE_MS
 from serving.engine import QueryEngine
 from serving.result import QueryResult
-from serving.spec import GRANULARITY_MS, format_ts
-from tests.serving.fixtures import HOUR_MS, World
-
-MIN_MS = 60_000
-DAY_MS = 86_400_000
+from serving.spec import format_ts
+from tests.serving.fixtures import World
 
 
 def _engine(world: World, cache: int = 0, copy_rows: int = 2_000_000) -> QueryEngine:
@@ -42,7 +40,7 @@ def _ensure_watermark(world: World, at_ms: int) -> int:
 
 def _default_watermark(world: World) -> int:
     """Mid-hour, not minute-aligned, three hours back (recompute closes whole minutes)."""
-    return (world.now_ms - 3 * HOUR_MS) // MIN_MS * MIN_MS + 17 * MIN_MS + 23_456
+    return (world.now_ms - 3 * HOUR_MS) // MINUTE_MS * MINUTE_MS + 17 * MINUTE_MS + 23_456
 
 
 def _expected(world: World, metric: str, by: tuple[str, ...], gran: str, s: int, e: int) -> pd.DataFrame:
@@ -118,7 +116,7 @@ def test_merge_equals_oracle_across_watermark(world: World) -> None:
         assert not cov.holes
         if metric == "unique_customers":
             # buckets wholly before the watermark are exact; the rest within 2%
-            boundary = wm // MIN_MS * MIN_MS
+            boundary = wm // MINUTE_MS * MINUTE_MS
             bms = res.frame["bucket"].dt.as_unit("ms").astype("int64")
             before = res.frame[bms + w <= boundary]
             exp_ms = exp["bucket"].dt.as_unit("ms").astype("int64")
@@ -162,7 +160,7 @@ def test_watermark_moving_mid_query_never_double_counts(world: World) -> None:
     warm = _engine(world)  # its batch copy holds the rows of the old batch version
     warm.execute(before, use_cache=False)
     loads = warm.batch_copy.loads
-    world.recompute(old_wm + 95 * MIN_MS)  # the batch commits between planning and reading
+    world.recompute(old_wm + 95 * MINUTE_MS)  # the batch commits between planning and reading
     s, e = spec.start_ms, spec.end_ms
     exp = _expected(world, "events", ("store_id",), "hour", s, e)
     answer = engine.execute(before)
@@ -170,7 +168,7 @@ def test_watermark_moving_mid_query_never_double_counts(world: World) -> None:
     assert answer.coverage.batch_through_ms == old_wm
     _compare(warm.execute(before, use_cache=False), exp)  # old plan, old copy: still one count each
     after = engine.query(*spec_args)
-    assert after.coverage.batch_through_ms == old_wm + 95 * MIN_MS
+    assert after.coverage.batch_through_ms == old_wm + 95 * MINUTE_MS
     assert not after.coverage.cached  # the batch token moved
     _compare(after, exp)
     warm_after = warm.query(*spec_args)
@@ -231,8 +229,8 @@ def test_hole_is_reported_and_strict_raises(world: World) -> None:
     assert wm is not None
     holes = res.coverage.holes
     assert holes and res.coverage.exact is False and res.coverage.complete is False
-    assert holes[0].start_ms == wm // MIN_MS * MIN_MS
-    horizon = world.now_ms - HOUR_MS + 5 * MIN_MS  # retention minus the accepted future skew
+    assert holes[0].start_ms == wm // MINUTE_MS * MINUTE_MS
+    horizon = world.now_ms - HOUR_MS + 5 * MINUTE_MS  # retention minus the accepted future skew
     assert holes[-1].end_ms == -(-horizon // HOUR_MS) * HOUR_MS  # whole hour keys
     assert "retention" in holes[0].reason
     assert res.coverage.to_dict()["holes"][0]["reason"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from lambda_rt.vocabulary import GRANULARITY_MS
 from serving.plan import tile
-from serving.spec import GRANULARITY_MS
 
 
 def _tile_by_definition(start_ms: int, end_ms: int, coarsest: str) -> list[tuple[str, int, int]]:

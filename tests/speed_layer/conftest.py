@@ -1,53 +1,19 @@
-"""Speed-layer fixtures: read the speed view back from Redis, produce raw values.
+"""Speed-layer fixtures: a Redis client, the key layout, a producer of raw values.
 
-``speed_view`` turns the Redis keys (``speed_layer.keys``) into per-metric
-pandas frames at minute granularity, in the same shape as the oracle's, so
-tests compare every metric with ``lambda_rt.testing``.
+Helpers that read the speed view back and compare it with the oracle live in
+``tests.speed_layer.fixtures``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 
-import pandas as pd
 import pytest
 import redis
 
-from lambda_rt.clients.kafka import make_producer
+from lambda_rt.clients.kafka import KafkaProducer
 from lambda_rt.clients.redis import make_redis
-from lambda_rt.config import Settings
-from lambda_rt.testing import oracle_frame, oracle_metrics
 from speed_layer.keys import SpeedKeys
-
-
-def _hash_frames(client: redis.Redis, prefix: str, gran: str) -> dict[str, pd.DataFrame]:
-    """Every additive metric's hash fields under ``prefix`` at ``gran`` as frames."""
-    rows: dict[str, list[tuple[int, str, int]]] = {}
-    for key in client.scan_iter(match=f"{prefix}:agg:{gran}:*", count=1000):
-        _, _, _, bucket, metric = key.decode().split(":")
-        for f, v in client.hgetall(key).items():
-            rows.setdefault(metric, []).append((int(bucket), f.decode(), int(v)))
-    frames: dict[str, pd.DataFrame] = {}
-    for metric, data in rows.items():
-        df = pd.DataFrame(data, columns=["bucket_s", "field", "value"])
-        parts = df["field"].str.split(":", expand=True)
-        df["store_id"] = parts[0].astype("int64")
-        if metric == "events":
-            df["event_type"] = parts[1]
-        elif metric == "inventory_delta":
-            df["product_id"] = parts[1].astype("int64")
-        frames[metric] = df.drop(columns=["field"])
-    return frames
-
-
-def speed_view(settings: Settings, gran: str = "m") -> dict[str, pd.DataFrame]:
-    """The additive metrics in Redis for ``settings.redis.key_prefix``."""
-    client = make_redis(settings.redis)
-    try:
-        return _hash_frames(client, settings.redis.key_prefix, gran)
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -65,75 +31,10 @@ def keys(isolated) -> SpeedKeys:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def produce(isolated) -> Iterator[Callable[[Sequence[bytes]], None]]:  # type: ignore[no-untyped-def]
     """Produce raw values (key = None) to the test's topic and wait for acks."""
-    producer = make_producer(isolated.settings.kafka)
+    with KafkaProducer(isolated.settings.kafka) as producer:
 
-    def _produce(values: Sequence[bytes]) -> None:
-        for v in values:
-            while True:
-                try:
-                    producer.produce(isolated.settings.kafka.topic, value=v)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        assert producer.flush(30) == 0
+        def _produce(values: Sequence[bytes]) -> None:
+            producer.produce_many(isolated.settings.kafka.topic, ((None, v) for v in values))
+            producer.flush(30)
 
-    yield _produce
-    producer.flush(5)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-MetricSeries = dict[str, pd.Series]
-
-
-_BY: dict[str, list[str]] = {
-    "events": ["store_id", "event_type"],
-    "inventory_delta": ["store_id", "product_id"],
-}
-ADDITIVE = ("events", "orders", "revenue", "refunds", "payment_failures", "inventory_delta")
-
-
-def oracle_view(values: Sequence[bytes], now: int, granularity: str = "minute") -> MetricSeries:
-    """Every additive metric of ``values`` per ``lambda_rt.testing`` (the independent oracle)."""
-    frame = oracle_frame(values, now_ms=now)
-    out: MetricSeries = {}
-    for metric in ADDITIVE:
-        by = _BY.get(metric, ["store_id"])
-        df = oracle_metrics(frame, metric, by=by, granularity=granularity)
-        df["bucket_s"] = (df["bucket"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-        out[metric] = _norm(df.set_index(["bucket_s", *by])["value"])
-    return out
-
-
-def _norm(s: pd.Series) -> pd.Series:
-    s = s.astype("int64")
-    s = s[s != 0] if len(s) else s
-    return s.sort_index()
-
-
-def view_metrics(settings: Settings, gran: str = "m") -> MetricSeries:
-    """The speed view's additive metrics, keyed like :func:`expected_metrics`."""
-    frames = speed_view(settings, gran)
-    out: MetricSeries = {}
-    for metric in ADDITIVE:
-        cols = ["bucket_s", *_BY.get(metric, ["store_id"])]
-        df = frames.get(metric)
-        if df is None:
-            out[metric] = pd.Series([], dtype="int64")
-            continue
-        out[metric] = _norm(df.groupby(cols)["value"].sum())
-    return out
-
-
-def assert_metrics_equal(got: MetricSeries, want: MetricSeries) -> None:
-    """Every additive metric equal, bucket by bucket (a readable diff on failure)."""
-    for metric, w in want.items():
-        g = got.get(metric, pd.Series([], dtype="int64"))
-        if len(w) == 0 and len(g) == 0:
-            continue
-        joined = pd.concat([g.rename("got"), w.rename("want")], axis=1).fillna(0)
-        diff = joined[joined["got"] != joined["want"]]
-        assert diff.empty, f"{metric}: {len(diff)} buckets differ, e.g.\n{diff.head(10)}"
-        assert int(g.sum()) == int(w.sum()), metric
+        yield _produce

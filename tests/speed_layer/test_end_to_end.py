@@ -15,7 +15,7 @@ import sys
 
 from lambda_rt.dlq import read_dead_letters
 from lambda_rt.testing import oracle_rejects
-from tests.speed_layer.conftest import assert_metrics_equal, now_ms, oracle_view, view_metrics
+from tests.speed_layer.fixtures import assert_metrics_equal, now_ms, oracle_view, speed_view, view_metrics
 
 MIN = 60_000
 DAY = 24 * 60 * MIN
@@ -152,6 +152,11 @@ def test_shedding_drops_only_configured_types_and_counts_them(isolated, produce,
     assert page + shed == n_page_views
     other = events[events.index.get_level_values("event_type") != "page_view"].sum()
     assert other == len(kept)
+    # every shed event is counted in its bucket's shed hash, at both granularities (serving
+    # reads them to mark those ranges inexact)
+    for gran in ("m", "h"):
+        shed_hash = speed_view(settings, gran)["shed"]
+        assert int(shed_hash["value"].sum()) == shed, gran
 
 
 def test_unique_customers_close_to_exact_per_store_hour(isolated, produce, redis_client, keys):

@@ -21,7 +21,7 @@ import redis
 from lambda_rt.dlq import read_dead_letters
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.testing import oracle_rejects
-from tests.speed_layer.conftest import assert_metrics_equal, now_ms, oracle_view, view_metrics
+from tests.speed_layer.fixtures import assert_metrics_equal, now_ms, oracle_view, view_metrics
 
 
 def _speed(env: dict[str, str], idle: float = 3.0) -> subprocess.Popen[bytes]:

@@ -8,10 +8,10 @@ import pyarrow as pa
 from lambda_rt.events.schema import EVENT_SCHEMA
 from lambda_rt.events.validate import validate_batch
 from speed_layer.aggregate import aggregate
+from speed_layer.epoch import EpochStore
 from speed_layer.keys import META_REBUILDING, SpeedKeys, bucket_start_s, epoch_key
 from speed_layer.redis_apply import APPLIED, EPOCH_CHANGED, GAP, LOST, STALE, BatchApplier, stored_offsets
-from speed_layer.state import SpeedState
-from tests.speed_layer.conftest import now_ms
+from tests.speed_layer.fixtures import now_ms
 
 
 def _page_views(n: int, ts: int, customers: np.ndarray | None = None, store: int = 1) -> pa.Table:
@@ -31,7 +31,7 @@ def _page_views(n: int, ts: int, customers: np.ndarray | None = None, store: int
 
 
 def _epoch(redis_client, keys, targets: dict[int, int] | None = None) -> str:
-    epoch, started = SpeedState(redis_client, keys).claim(targets or {0: -1})
+    epoch, started = EpochStore(redis_client, keys).claim(targets or {0: -1})
     assert started
     return epoch
 
@@ -80,7 +80,7 @@ def test_gap_lost_and_foreign_epoch_are_refused_with_distinct_codes(redis_client
     late = applier.apply(_batch(keys, 5, 7, ts, partition=1), epoch=ep)
     assert late.code == GAP and late.gaps == {1: 0}
     assert applier.apply(_batch(keys, 5, 7, ts, partition=1), epoch=ep, allow_gaps={1: 0}).applied
-    assert SpeedState(redis_client, keys).caught_up(ep, [1]) == 0
+    assert EpochStore(redis_client, keys).caught_up(ep, [1]) == 0
     assert redis_client.hget(keys.meta, META_REBUILDING) == b"0"
     foreign = applier.apply(_batch(keys, 10, 160, ts), epoch="12345")
     assert foreign.code == EPOCH_CHANGED and foreign.epoch == ep
@@ -92,7 +92,7 @@ def test_gap_lost_and_foreign_epoch_are_refused_with_distinct_codes(redis_client
 
 
 def test_claim_wipes_what_is_left_and_a_second_claim_adopts(redis_client, keys):
-    state = SpeedState(redis_client, keys)
+    state = EpochStore(redis_client, keys)
     applier = BatchApplier(redis_client, keys, retention_s=3600)
     ep = _epoch(redis_client, keys)
     ts = now_ms()

@@ -23,7 +23,7 @@ import redis
 
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from speed_layer.keys import META_EPOCH_STARTED, META_REBUILDING, SpeedKeys
-from tests.speed_layer.conftest import assert_metrics_equal, now_ms, oracle_view, view_metrics
+from tests.speed_layer.fixtures import assert_metrics_equal, now_ms, oracle_view, view_metrics
 
 
 def _values(n: int, seed: int) -> list[bytes]:

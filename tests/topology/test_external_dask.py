@@ -29,9 +29,10 @@ from batch_layer.views import GRANULARITY_MS, METRIC_COLUMNS, read_batch_view
 from lambda_rt.config import Settings
 from lambda_rt.dask_processes import ExternalDask
 from lambda_rt.testing import oracle_metrics
+from lambda_rt.vocabulary import HOUR_MS
 from serving.engine import QueryEngine
 from serving.spec import format_ts
-from tests.serving.fixtures import HOUR_MS, World, make_world
+from tests.serving.fixtures import World, make_world
 
 DAY_MS = 86_400_000
 DIMS: tuple[tuple[str, ...], ...] = ((), ("store_id",), ("event_type",), ("store_id", "event_type"))

@@ -13,31 +13,38 @@ owns the ClickHouse engine and does everything that needs it:
    flight), stop the schedule and the ingest (it finishes its batch and
    commits), remove ``serve.json``, return.
 
-It does not run the speed layer (that needs no ClickHouse).
+It does not run the speed layer (that needs no ClickHouse). The HTTP app and
+the query engine are serving's (:func:`serving.app.create_app`,
+:class:`serving.engine.QueryEngine`); :class:`Daemon` is the app's backend.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType
 from typing import Any
 
+from batch_layer.ingest import Ingestor
+from batch_layer.schedule import BatchScheduler
+from batch_layer.tables import ensure_tables
 from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.config import Settings
+from lambda_rt.daemon.jobs import run_job
+from lambda_rt.signals import install_signal_handlers, restore_signal_handlers
 from serving.app import create_app
 from serving.client import daemon_file
+from serving.dashboard import stop_live_streams
 from serving.engine import QueryEngine
-from serving.ops import run_job, status_of
 
 __all__ = ["Daemon", "run_daemon"]
+
+log = logging.getLogger(__name__)
 
 
 class Daemon:
@@ -47,19 +54,17 @@ class Daemon:
         self.settings = settings
         self.stop = threading.Event()
         self.engine = QueryEngine(settings)  # opens (and so locks) the embedded engine first
-        # tables exist before the API answers: a query racing the ingest thread's CREATE TABLEs
-        # on a fresh engine was seen to answer 500
-        from batch_layer.tables import ensure_tables
-
+        # tables exist before the API answers: a query on a fresh engine must not race the
+        # ingest thread's CREATE TABLEs (a query on a missing table answers 500)
         ensure_tables(self.engine.clickhouse)
         self._threads: list[threading.Thread] = []
         self._ingest_on = ingest
         self._schedule_on = schedule
-        self._ingestor: Any = None
+        self._ingestor: Ingestor | None = None
         self.errors: list[str] = []
         self._job_lock = threading.Lock()
 
-    # -- backend of serving.app ------------------------------------------------
+    # -- backend of serving.app (serving.app.AppBackend) ---------------------------
     def query(
         self,
         metric: str,
@@ -75,8 +80,7 @@ class Daemon:
         return result.to_arrow_ipc() if fmt == "arrow" else result.to_json()
 
     def status(self) -> dict[str, Any]:
-        with self.engine._ch_lock:
-            out = status_of(self.engine.clickhouse, self.engine.stats())
+        out = self.engine.status()
         rep = getattr(self._ingestor, "report", None)
         out["ingest"] = (
             {"running": any(t.name == "ingest" and t.is_alive() for t in self._threads), **vars(rep)}
@@ -98,8 +102,6 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------
     def start_background(self) -> None:
         if self._ingest_on:
-            from batch_layer.ingest import Ingestor
-
             self._ingestor = Ingestor(self.settings, open_clickhouse(self.settings))
             t = threading.Thread(
                 target=self._guard, args=("ingest", self._ingestor.run), name="ingest", daemon=True
@@ -107,8 +109,6 @@ class Daemon:
             t.start()
             self._threads.append(t)
         if self._schedule_on:
-            from batch_layer.schedule import BatchScheduler
-
             scheduler = BatchScheduler(self.settings, open_clickhouse(self.settings))
             t = threading.Thread(
                 target=self._guard, args=("schedule", scheduler.run), name="schedule", daemon=True
@@ -121,7 +121,7 @@ class Daemon:
             fn(stop=self.stop)
         except Exception as exc:  # reported in /status, the API keeps serving
             self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-            print(f"lambda-rt serve: {name} stopped: {exc}", file=sys.stderr)
+            log.error("%s stopped: %s", name, exc, exc_info=exc)
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         self.stop.set()
@@ -145,7 +145,10 @@ def _make_server_class() -> type:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets whose proto
+    # says TCP, and with Nagle on every response waited ~40 ms for the client's delayed ACK
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
@@ -160,41 +163,62 @@ def run_daemon(
     port: int | None = None,
     ingest: bool = True,
     schedule: bool = True,
+    grpc_port: int | None = None,
+    grpc: bool = True,
 ) -> None:
     """Run until SIGTERM/SIGINT (see the module docstring for the order of steps)."""
     import uvicorn
 
+    from serving.api_hosting import graphql_mounter, start_grpc
+    from serving.apis import ApiBackend
+
     _Server = _make_server_class()
     daemon = Daemon(settings, ingest=ingest, schedule=schedule)
     token = settings.serve.token.get_secret_value() if settings.serve.token else None
-    app = create_app(daemon, token=token)
     h = host or settings.serve.host
+    apis = ApiBackend(query=daemon.engine.query, status=daemon.status)
+    app = create_app(daemon, token=token, graphql=graphql_mounter(settings, apis, token=token, host=h))
     sock = _bind(h, settings.serve.port if port is None else port)
     actual = sock.getsockname()[1]
     url = f"http://{'[' + h + ']' if ':' in h else h}:{actual}"
     server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
 
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    def _on_signal(_signum: int) -> None:
         server.should_exit = True  # uvicorn drains requests in flight, then run() returns
+        stop_live_streams(app)  # dashboard streams never finish by themselves
 
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = install_signal_handlers(_on_signal)
     path = daemon_file(settings)
+    grpc_server = None
     try:
         daemon.start_background()
+        info: dict[str, Any] = {
+            "url": url,
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "auth": token is not None,
+        }
+        if grpc:  # serving.grpc_api beside uvicorn, on its own port and loop
+            if grpc_port is None and port == 0:  # "any free port" for HTTP means the same for gRPC
+                grpc_port = 0
+            grpc_server = start_grpc(settings, apis, token=token, host=h, port=grpc_port)
+            info.update(grpc=grpc_server.address, grpc_tls=grpc_server.tls)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"url": url, "pid": os.getpid(), "started_at": time.time(), "auth": token is not None})
-        )
+        tmp.write_text(json.dumps(info))
         tmp.replace(path)
-        print(f"lambda-rt serve: listening on {url} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        grpc_note = f", gRPC on {grpc_server.address}" if grpc_server is not None else ""
+        log.info(
+            "listening on %s%s (pid %d); live dashboard at %s/dashboard", url, grpc_note, os.getpid(), url
+        )
         server.run(sockets=[sock])
     finally:
         with contextlib.suppress(FileNotFoundError):
             if json.loads(path.read_text()).get("pid") == os.getpid():
                 path.unlink()
+        if grpc_server is not None:
+            grpc_server.stop()
         daemon.shutdown()
         sock.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        print("lambda-rt serve: stopped", file=sys.stderr, flush=True)
+        restore_signal_handlers(previous)
+        log.info("stopped")

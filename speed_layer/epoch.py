@@ -2,13 +2,13 @@
 
 Redis is the source of truth for what the speed view holds. The epoch key
 (``P:epoch``) says the view was built from the start of the topic at that
-epoch; without it nothing in Redis can be trusted. :meth:`SpeedState.claim`
+epoch; without it nothing in Redis can be trusted. :meth:`EpochStore.claim`
 starts a rebuild atomically: unless another process already did, it wipes
 what is left of the view (bucket keys, offsets, meta counters: replaying onto
 them would double count), creates the epoch, sets ``meta.rebuilding = 1`` and
 records, per partition, how far the replay must get before the lost view is
 back (``P:rebuild``). The batch writer (``apply.lua``) and
-:meth:`SpeedState.caught_up` clear those entries; the last one sets
+:meth:`EpochStore.caught_up` clear those entries; the last one sets
 ``rebuilding = 0``.
 
 It does not seek Kafka partitions (the source does) and does not write
@@ -25,7 +25,7 @@ import redis
 from lambda_rt.errors import ServiceUnavailableError
 from speed_layer.keys import SpeedKeys
 
-__all__ = ["UNKNOWN_TARGET", "SpeedState"]
+__all__ = ["UNKNOWN_TARGET", "EpochStore"]
 
 UNKNOWN_TARGET = -1
 """Replay target of a partition whose pre-loss position is unknown (no Kafka commit)."""
@@ -84,8 +84,13 @@ return left
 _GLOB = re.compile(r"([*?\[\]\\])")
 
 
-class SpeedState:
-    """Reads and starts the speed view's epoch under one key prefix."""
+class EpochStore:
+    """The speed view's epoch, rebuild targets and stored offsets in Redis, under one key prefix.
+
+    It reads the epoch and the offsets, starts a rebuild (:meth:`claim`) and
+    marks partitions replayed (:meth:`caught_up`). Where a Kafka partition
+    resumes is decided by ``speed_layer.positioning`` from what this returns.
+    """
 
     def __init__(self, client: redis.Redis, keys: SpeedKeys) -> None:
         self._client = client

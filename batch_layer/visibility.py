@@ -32,12 +32,14 @@ from batch_layer.tables import (
 )
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import S3Settings
+from lambda_rt.vocabulary import DAY_MS
 
 __all__ = [
     "COMMITTED",
     "TierSnapshot",
     "cold_http_url",
     "day_start_ms",
+    "day_window",
     "engine_days",
     "engine_sql",
     "export_engine_rows",
@@ -46,7 +48,6 @@ __all__ = [
 ]
 
 COMMITTED = ("recorded", "done")
-DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,12 @@ def engine_days(client: Client, snap: TierSnapshot, start_ms: int, end_ms: int) 
 
 def day_start_ms(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def day_window(day: date, close_ms: int) -> tuple[int, int]:
+    """``[start, end)`` of ``day`` in epoch ms, its end cut at ``close_ms`` (the open part is left out)."""
+    start = day_start_ms(day)
+    return start, min(start + DAY_MS, close_ms)
 
 
 def export_engine_rows(client: Client, snap: TierSnapshot, start_ms: int, end_ms: int) -> pa.Table:

@@ -54,6 +54,11 @@ class CheckedBatch:
     rejects: list[object]
     dlq_by_reason: Counter[str] = field(default_factory=Counter)
     shed_by_type: Counter[str] = field(default_factory=Counter)
+    # The valid events shed from the speed path (columns of ``table``) and their
+    # indices into ``raw``: counted per bucket in Redis (``speed_layer.keys.SHED``)
+    # so that serving can name the ranges they are missing from.
+    shed: pa.Table | None = None
+    shed_rows: I64 = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     # Must run (and succeed) before the batch's Redis write: the DLQ flush when
     # it is deferred to the writer thread (see ``speed_layer.nodes.dead_letters``).
     before_write: Callable[[], None] | None = None

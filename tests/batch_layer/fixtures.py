@@ -2,9 +2,9 @@
 
 The oracle is ``lambda_rt.testing.oracle_metrics`` (plain pandas, written
 independently of the batch layer), restricted to complete buckets.
-Dask runs as one LocalCluster per test module with ``processes=False`` (worker
-threads in this process: starts in about a second; the aggregation code then
-reuses this process's chDB engine, see ``batch_layer.aggregate``).
+Dask is the ``dask_threads`` fixture of ``tests/conftest.py`` (worker threads
+in this process; the aggregation code then reuses this process's chDB engine,
+see ``batch_layer.aggregate``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,11 +21,12 @@ import pandas as pd
 
 from batch_layer.ingest import to_hot_table
 from batch_layer.tables import EVENTS_HOT, ensure_tables
-from batch_layer.views import GRANULARITY_MS, METRIC_COLUMNS, read_batch_view
+from batch_layer.views import METRIC_COLUMNS, read_batch_view
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.events.validate import validate_batch
 from lambda_rt.testing import oracle_metrics
+from lambda_rt.vocabulary import GRANULARITY_MS
 
 END = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 END_MS = int(END.timestamp() * 1000)
@@ -85,10 +87,25 @@ def assert_views_equal_oracle(client: Client, events: pd.DataFrame, close_ms: in
     return checks
 
 
-def run_py(env: dict[str, str], code: str, timeout: float = 120) -> Any:
-    """Run ``code`` in a fresh interpreter bound to ``env``; it must print one JSON line last."""
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHILD_CHECKS = "tests.batch_layer.child_checks"
+
+
+def child_command(*args: str) -> list[str]:
+    """The command line of ``python -m tests.batch_layer.child_checks *args`` (run from REPO_ROOT)."""
+    return [sys.executable, "-m", CHILD_CHECKS, *args]
+
+
+def run_child(env: dict[str, str], *args: str, timeout: float = 120) -> Any:
+    """Run a :mod:`tests.batch_layer.child_checks` command bound to ``env``; its last JSON line."""
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout, check=False
+        child_command(*args),
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     assert proc.returncode == 0, f"subprocess failed ({proc.returncode}): {proc.stderr[-3000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
