@@ -29,7 +29,14 @@ import pyarrow.parquet as pq
 from lambda_rt.clients.s3_worker import S3Location, worker_storage_options
 from lambda_rt.vocabulary import GRANULARITIES, METRICS
 
-__all__ = ["AGG_COLUMNS", "PartitionResult", "aggregate_partition", "metrics_sql"]
+__all__ = [
+    "AGG_COLUMNS",
+    "COLD_STRUCTURE",
+    "PartitionResult",
+    "aggregate_partition",
+    "campaign_sql",
+    "metrics_sql",
+]
 
 AGG_COLUMNS: tuple[str, ...] = (
     "ts",
@@ -40,8 +47,19 @@ AGG_COLUMNS: tuple[str, ...] = (
     "status",
     "delta",
     "product_id",
+    "campaign_id",
 )
 """Raw columns the aggregation reads (exports and Parquet reads project to these)."""
+
+COLD_STRUCTURE = (
+    "ts DateTime64(3, 'UTC'), store_id UInt64, event_type String, customer_id UInt64, "
+    "amount_cents Int64, status String, delta Int64, product_id Int64, campaign_id Nullable(String)"
+)
+"""The :data:`AGG_COLUMNS` of a cold Parquet file, for ClickHouse's ``s3()``.
+
+Given explicitly so that files written before a column existed (before the
+schema v2 migration) read it as NULL in the same query as newer files,
+instead of failing on a missing column."""
 
 _METRICS_SQL = """
 count() AS events,
@@ -117,6 +135,31 @@ def inventory_sql(source: str, start_ms: int, end_ms: int, close_ms: int) -> str
     )
 
 
+def campaign_sql(source: str, start_ms: int, end_ms: int, close_ms: int) -> str:
+    """SQL for ``events``, ``orders``, ``revenue``, ``unique_customers`` by campaign (one pass).
+
+    Grouping sets (campaign) and (campaign, event_type) at every granularity;
+    an event without a campaign (NULL in old cold files, ``''`` in the tables)
+    is campaign ``''``. ``dims`` is 1 for (campaign) and 2 for (campaign,
+    event_type): a row outside the event-type set gets ``event_type = ''``,
+    never a real type.
+    """
+    sets = ", ".join(f"({b}, campaign_id)" + f", ({b}, campaign_id, event_type)" for b in ("m", "h", "d"))
+    return (
+        "SELECT toInt8(if(m != 0, 1, if(h != 0, 2, 3))) AS granularity, "
+        "toInt8(1 + (event_type != '')) AS dims, "
+        "toDateTime(greatest(m, h, d), 'UTC') AS bucket, campaign_id, toString(event_type) AS event_type, "
+        "count() AS events, countIf(type_ = 'order_placed') AS orders, "
+        "sumIf(amount_cents, type_ = 'order_placed') AS revenue, "
+        "uniqExact(customer_id) AS unique_customers FROM ("
+        "SELECT toStartOfMinute(t) AS m, toStartOfHour(t) AS h, toStartOfDay(t) AS d, "
+        "toString(ifNull(campaign_id, '')) AS campaign_id, assumeNotNull(event_type) AS event_type, "
+        f"event_type AS type_, customer_id, amount_cents FROM {_range(source, start_ms, end_ms)}) "
+        f"GROUP BY GROUPING SETS ({sets}) "
+        f"HAVING toUnixTimestamp(bucket) * 1000 + {_width('granularity')} <= {int(close_ms)}"
+    )
+
+
 @dataclass(frozen=True)
 class PartitionResult:
     """What one partition task returns to the owner."""
@@ -126,6 +169,7 @@ class PartitionResult:
     inventory: pa.Table
     rows_engine: int
     rows_cold: int
+    campaigns: pa.Table | None = None  # by campaign (schema v2); None from an older task
 
 
 _LOCK = threading.Lock()
@@ -156,7 +200,15 @@ def _read_cold(urls: list[str], location: S3Location) -> pa.Table | None:
 
     # credentials come from this worker's own configuration, never from the task
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **worker_storage_options(location))
-    tables = [pq.read_table(u.removeprefix("s3://"), filesystem=fs, columns=list(AGG_COLUMNS)) for u in urls]
+    tables = []
+    for u in urls:
+        path = u.removeprefix("s3://")
+        present = set(pq.read_schema(path, filesystem=fs).names)
+        table = pq.read_table(path, filesystem=fs, columns=[c for c in AGG_COLUMNS if c in present])
+        for name in AGG_COLUMNS:  # a file written before a column existed reads it as NULL
+            if name not in present:
+                table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+        tables.append(table.select(list(AGG_COLUMNS)))
     return pa.concat_tables(tables)
 
 
@@ -171,6 +223,7 @@ def _normalise(table: pa.Table) -> pa.Table:
         "status": pa.string(),
         "delta": pa.int64(),
         "product_id": pa.int64(),
+        "campaign_id": pa.string(),
     }
     cols = []
     for name in AGG_COLUMNS:
@@ -199,13 +252,18 @@ def aggregate_partition(
     rows_engine = engine_rows.num_rows if engine_rows is not None else 0
     rows_cold = cold.num_rows if cold is not None else 0
     if not pieces:
-        return PartitionResult(start_ms, _empty_metrics(), _empty_inventory(), rows_engine, rows_cold)
+        return PartitionResult(
+            start_ms, _empty_metrics(), _empty_inventory(), rows_engine, rows_cold, _empty_campaigns()
+        )
     data = pa.concat_tables(pieces)  # noqa: F841 - read by chDB's Python() table function
     with _LOCK:
         conn = _session()
         metrics = conn.query(metrics_sql("Python(data)", start_ms, end_ms, close_ms), "ArrowTable")
         inventory = conn.query(inventory_sql("Python(data)", start_ms, end_ms, close_ms), "ArrowTable")
-    return PartitionResult(start_ms, _compact(metrics), _compact(inventory), rows_engine, rows_cold)
+        campaigns = conn.query(campaign_sql("Python(data)", start_ms, end_ms, close_ms), "ArrowTable")
+    return PartitionResult(
+        start_ms, _compact(metrics), _compact(inventory), rows_engine, rows_cold, _compact(campaigns)
+    )
 
 
 def _compact(table: pa.Table) -> pa.Table:
@@ -235,6 +293,19 @@ def _empty_metrics() -> pa.Table:
             "store_id": pa.array([], pa.uint64()),
             "event_type": pa.array([], pa.string()),
             **{m: pa.array([], pa.int64()) for m in METRICS},
+        }
+    )
+
+
+def _empty_campaigns() -> pa.Table:
+    return pa.table(
+        {
+            "granularity": pa.array([], pa.int8()),
+            "dims": pa.array([], pa.int8()),
+            "bucket": pa.array([], pa.timestamp("s", tz="UTC")),
+            "campaign_id": pa.array([], pa.string()),
+            "event_type": pa.array([], pa.string()),
+            **{m: pa.array([], pa.int64()) for m in ("events", "orders", "revenue", "unique_customers")},
         }
     )
 

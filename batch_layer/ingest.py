@@ -10,9 +10,10 @@ Per consumed batch, in this order (each step safe to redo after a crash):
    differently).
 3. Validate each block (``lambda_rt.events.validate``); rejects go to the DLQ
    through the shared :class:`lambda_rt.dlq.DeadLetterWriter`.
-4. Insert the valid rows with ``insert_deduplication_token =
-   topic:partition:first-last``: a block inserted before a crash inserts
-   nothing when replayed.
+4. Insert the valid rows, every field kept (known ones as columns, the rest
+   as JSON in ``extra``, see :mod:`lambda_rt.events.extra`), with
+   ``insert_deduplication_token = topic:partition:first-last``: a block
+   inserted before a crash inserts nothing when replayed.
 5. Ledger late events (``ts`` older than now - allowed lateness: their window
    may already be in the batch views) so the next recompute revises them.
 6. Flush the DLQ, then commit the offsets (after the insert: nothing is lost).
@@ -36,12 +37,14 @@ import pyarrow.compute as pc
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from batch_layer import state
+from batch_layer.migrations import ensure_tables
 from batch_layer.runtime import crash_point
-from batch_layer.tables import EVENT_COLUMNS, EVENTS_HOT, INGEST_LOG, ensure_tables
+from batch_layer.tables import EVENT_COLUMNS, EVENTS_HOT, INGEST_LOG
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.clients.kafka import ConsumerErrorPolicy, KafkaProducer, make_consumer
 from lambda_rt.config import Settings
 from lambda_rt.dlq import DeadLetterWriter
+from lambda_rt.events.extra import extra_json
 from lambda_rt.events.validate import TimeWindow, validate_batch
 from lambda_rt.idle import idle_wait_s, topic_partition_count
 
@@ -65,14 +68,24 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "delta": pa.int64(),
     "kafka_partition": pa.uint16(),
     "kafka_offset": pa.uint64(),
+    "campaign_id": pa.string(),
+    "card_fingerprint": pa.string(),
+    "ip": pa.string(),
+    "device_id": pa.string(),
+    "stock_on_hand": pa.int64(),
+    "extra": pa.string(),
 }
+_KEEP_NULL = frozenset({"stock_on_hand"})  # Nullable in the tables: 0 is a real stock level
 
 
-def to_hot_table(events: pa.Table, partitions: np.ndarray, offsets: np.ndarray) -> pa.Table:
+def to_hot_table(
+    events: pa.Table, partitions: np.ndarray, offsets: np.ndarray, extra: pa.Array | None = None
+) -> pa.Table:
     """Validated events (``EVENT_SCHEMA``) -> the ``events_hot`` column layout.
 
-    Absent optional fields become the type's default (0 or ''), see
-    :mod:`batch_layer.tables`.
+    Absent optional fields become the type's default (0 or ''), except
+    ``stock_on_hand`` (stays NULL), see :mod:`batch_layer.tables`. ``extra`` is
+    the JSON of each event's fields no column holds (``lambda_rt.events.extra``).
     """
     cols: dict[str, pa.Array | pa.ChunkedArray] = {}
     for name in EVENT_COLUMNS:
@@ -83,7 +96,13 @@ def to_hot_table(events: pa.Table, partitions: np.ndarray, offsets: np.ndarray) 
         if name == "kafka_offset":
             cols[name] = pa.array(offsets, typ)
             continue
-        col = events.column(name) if name in events.column_names else pa.nulls(events.num_rows, pa.int64())
+        if name == "extra" and extra is not None:
+            cols[name] = extra
+            continue
+        col = events.column(name) if name in events.column_names else pa.nulls(events.num_rows, typ)
+        if name in _KEEP_NULL:
+            cols[name] = col.cast(typ)
+            continue
         if name == "ts":
             cols[name] = col.cast(pa.int64()).cast(typ)
             continue
@@ -269,7 +288,8 @@ class Ingestor:
                 dlq.send(vb.rejects, values, parts, offsets, self._topic)
                 self.report.rejected += len(vb.rejects)
             if vb.n_valid:
-                table = to_hot_table(vb.table, parts[vb.indices], offsets[vb.indices])
+                extra = extra_json(values, vb.table, vb.indices)
+                table = to_hot_table(vb.table, parts[vb.indices], offsets[vb.indices], extra)
                 self._client.insert_arrow(EVENTS_HOT, table, settings={"insert_deduplication_token": b.token})
                 self.report.inserted += vb.n_valid
                 ts = vb.table.column("ts").to_numpy()

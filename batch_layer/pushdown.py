@@ -24,16 +24,23 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from batch_layer import visibility
-from batch_layer.aggregate import AGG_COLUMNS, inventory_sql, metrics_sql
+from batch_layer.aggregate import AGG_COLUMNS, COLD_STRUCTURE, campaign_sql, inventory_sql, metrics_sql
 from batch_layer.staging import replace_day
-from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS
+from batch_layer.views import BATCH_CAMPAIGNS, BATCH_INVENTORY, BATCH_METRICS
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.config import Settings
 
 if TYPE_CHECKING:
     from batch_layer.recompute import RecomputeReport
 
-__all__ = ["INVENTORY_COLS", "METRIC_COLS", "compute", "recompute_day_in_engine", "source_sql"]
+__all__ = [
+    "CAMPAIGN_COLS",
+    "INVENTORY_COLS",
+    "METRIC_COLS",
+    "compute",
+    "recompute_day_in_engine",
+    "source_sql",
+]
 
 _ENGINES: dict[str, tuple[Client, threading.Lock, tuple[str, str]]] = {}
 
@@ -42,6 +49,9 @@ METRIC_COLS = (
     "unique_customers, payment_failures, inventory_delta"
 )
 INVENTORY_COLS = "granularity, bucket, store_id, product_id, inventory_delta"
+CAMPAIGN_COLS = (
+    "granularity, dims, bucket, campaign_id, event_type, events, orders, revenue, unique_customers"
+)
 
 
 # What a task's SQL carries instead of the S3 keys: the task fills them in from
@@ -73,7 +83,8 @@ def source_sql(
     cols = ", ".join(AGG_COLUMNS)
     for url in snap.cold_files.get(day, []):
         parts.append(
-            f"SELECT {cols} FROM s3('{visibility.cold_http_url(s3, url)}', '{key}', '{secret}', 'Parquet')"
+            f"SELECT {cols} FROM s3('{visibility.cold_http_url(s3, url)}', '{key}', '{secret}', 'Parquet', "
+            f"'{COLD_STRUCTURE.replace(chr(39), chr(92) + chr(39))}')"
         )
     return "(" + " UNION ALL ".join(parts) + ")"
 
@@ -89,6 +100,7 @@ def recompute_day_in_engine(
         for table, cols, sql in (
             (BATCH_METRICS, METRIC_COLS, metrics_sql(source, start_ms, end_ms, close_ms)),
             (BATCH_INVENTORY, INVENTORY_COLS, inventory_sql(source, start_ms, end_ms, close_ms)),
+            (BATCH_CAMPAIGNS, CAMPAIGN_COLS, campaign_sql(source, start_ms, end_ms, close_ms)),
         ):
 
             def fill(staging: str, cols: str = cols, sql: str = sql) -> int:

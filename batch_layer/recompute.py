@@ -34,10 +34,10 @@ import pyarrow as pa
 
 from batch_layer import pushdown, state, visibility
 from batch_layer.aggregate import PartitionResult, aggregate_partition
+from batch_layer.migrations import ensure_tables
 from batch_layer.runtime import crash_point, dask_client, dataset_lock, job_lock
 from batch_layer.staging import replace_day
-from batch_layer.tables import ensure_tables
-from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS, WATERMARK_KEY
+from batch_layer.views import BATCH_CAMPAIGNS, BATCH_INVENTORY, BATCH_METRICS, WATERMARK_KEY
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.clients.s3_worker import register_local_credentials, s3_location
 from lambda_rt.config import Settings
@@ -283,7 +283,10 @@ def write_day(client: Client, result: PartitionResult) -> int:
     """Replace one day of both views with ``result`` (atomic per table)."""
     day = _day_of(result.start_ms).isoformat()
     written = 0
-    for table, data in ((BATCH_METRICS, result.metrics), (BATCH_INVENTORY, result.inventory)):
+    tables = [(BATCH_METRICS, result.metrics), (BATCH_INVENTORY, result.inventory)]
+    if result.campaigns is not None:
+        tables.append((BATCH_CAMPAIGNS, result.campaigns))
+    for table, data in tables:
 
         def fill(staging: str, data: pa.Table = data) -> int:
             if data.num_rows:

@@ -25,7 +25,13 @@ atomically, ``batch_state`` (watermark), ``late_events`` (late-event ledger),
 ``job_history``.
 
 Absent optional fields are stored as the type's default (0 or ''), not NULL:
-smaller, and no metric depends on the difference. This module holds no logic.
+smaller, and no metric depends on the difference; ``stock_on_hand`` is the
+exception (Nullable: a stock of 0 is the figure that matters most). The
+schema v2 columns and ``extra`` (the JSON of the fields no column holds, see
+:mod:`lambda_rt.events.extra`) are not in the ``CREATE`` statements: the
+recorded migration of :mod:`batch_layer.migrations` adds them, to new and
+existing tables alike, so every database reaches the same shape by one path.
+This module holds no logic.
 """
 
 from __future__ import annotations
@@ -41,11 +47,13 @@ __all__ = [
     "EVENTS_WARM_OUTBOX",
     "EVENT_COLUMNS",
     "EVENT_COLUMN_TYPES",
+    "EVENT_TABLES",
     "INGEST_LOG",
     "JOB_HISTORY",
     "LATE_EVENTS",
     "TIER_MOVES",
-    "ensure_tables",
+    "V2_EVENT_COLUMNS",
+    "create_tables",
 ]
 
 EVENTS_HOT = "events_hot"
@@ -79,10 +87,28 @@ _EVENT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     # offsets are not sorted within (event_type, ts) or (store_id, ...) runs: T64 beats Delta
     ("kafka_offset", "UInt64", "T64, ZSTD(1)", "T64, ZSTD(3)"),
 )
-EVENT_COLUMNS: tuple[str, ...] = tuple(c[0] for c in _EVENT_COLUMNS)
-"""Raw event columns, in table order (``events_warm`` adds ``move_id``)."""
-EVENT_COLUMN_TYPES: dict[str, str] = {c[0]: c[1] for c in _EVENT_COLUMNS}
-"""Raw event column -> its ClickHouse type in the hot and warm tables."""
+V2_EVENT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("campaign_id", "LowCardinality(String)", "ZSTD(1)", "ZSTD(3)"),
+    ("card_fingerprint", "String", "ZSTD(1)", "ZSTD(3)"),
+    ("ip", "String", "ZSTD(1)", "ZSTD(3)"),
+    ("device_id", "String", "ZSTD(1)", "ZSTD(3)"),
+    ("stock_on_hand", "Nullable(Int64)", "T64, ZSTD(1)", "T64, ZSTD(3)"),
+    ("extra", "String", "ZSTD(1)", "ZSTD(3)"),
+)
+"""Columns the schema v2 migration adds (name, type, hot codec, warm codec)."""
+EVENT_COLUMNS: tuple[str, ...] = tuple(c[0] for c in (*_EVENT_COLUMNS, *V2_EVENT_COLUMNS))
+"""Raw event columns once migrated, in table order (``events_warm`` has ``move_id``
+before the v2 columns)."""
+
+EVENT_TABLES: tuple[tuple[str, bool], ...] = (
+    (EVENTS_HOT, False),
+    (EVENTS_HOT_OUTBOX, False),
+    (EVENTS_WARM, True),
+    (EVENTS_WARM_OUTBOX, True),
+)
+"""The raw event tables and whether each is warm (its codecs)."""
+EVENT_COLUMN_TYPES: dict[str, str] = {c[0]: c[1] for c in (*_EVENT_COLUMNS, *V2_EVENT_COLUMNS)}
+"""Raw event column -> its ClickHouse type in the hot and warm tables (once migrated)."""
 
 _HOT_ORDER = "ORDER BY (event_type, ts)"
 _WARM_ORDER = "ORDER BY (store_id, event_type, ts)"
@@ -114,6 +140,18 @@ def _metric_columns() -> str:
   inventory_delta Int64 CODEC(T64, ZSTD(1))"""
 
 
+def _campaign_columns() -> str:
+    return f"""granularity {_GRANULARITY_ENUM},
+  dims Enum8('campaign_id' = 1, 'campaign_id,event_type' = 2),
+  bucket DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
+  campaign_id String CODEC(ZSTD(1)),
+  event_type LowCardinality(String),
+  events UInt64 CODEC(T64, ZSTD(1)),
+  orders UInt64 CODEC(T64, ZSTD(1)),
+  revenue Int64 CODEC(T64, ZSTD(1)),
+  unique_customers UInt64 CODEC(T64, ZSTD(1))"""
+
+
 def _inventory_columns() -> str:
     return f"""granularity {_GRANULARITY_ENUM},
   bucket DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
@@ -123,7 +161,7 @@ def _inventory_columns() -> str:
 
 
 def _ddl() -> list[str]:
-    from batch_layer.views import BATCH_INVENTORY, BATCH_METRICS
+    from batch_layer.views import BATCH_CAMPAIGNS, BATCH_INVENTORY, BATCH_METRICS
 
     dedup = "SETTINGS non_replicated_deduplication_window = 10000"
     stmts = [
@@ -137,6 +175,7 @@ def _ddl() -> list[str]:
     for name, cols, order in (
         (BATCH_METRICS, _metric_columns(), "(granularity, dims, bucket, store_id, event_type)"),
         (BATCH_INVENTORY, _inventory_columns(), "(granularity, store_id, product_id, bucket)"),
+        (BATCH_CAMPAIGNS, _campaign_columns(), "(granularity, dims, bucket, campaign_id, event_type)"),
     ):
         for table in (name, f"{name}_staging"):
             stmts.append(
@@ -170,7 +209,7 @@ def _ddl() -> list[str]:
     return stmts
 
 
-def ensure_tables(client: Client) -> None:
-    """Create every batch-layer table in the client's database if missing (idempotent)."""
+def create_tables(client: Client) -> None:
+    """Create every batch-layer table in its first shape if missing (no migration)."""
     for stmt in _ddl():
         client.command(stmt)

@@ -37,6 +37,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from batch_layer.errors import TierVerifyError
+from batch_layer.migrations import ensure_tables
 from batch_layer.runtime import crash_point, dataset_lock, job_lock
 from batch_layer.tables import (
     EVENT_COLUMN_TYPES,
@@ -46,7 +47,6 @@ from batch_layer.tables import (
     EVENTS_WARM,
     EVENTS_WARM_OUTBOX,
     TIER_MOVES,
-    ensure_tables,
 )
 from batch_layer.visibility import COMMITTED, cold_http_url
 from lambda_rt.clients.clickhouse import Client
@@ -67,8 +67,9 @@ def _canonical(column: str) -> str:
     of failing the cast; DateTime64 hashes its instant, whatever its zone.
     """
     base = EVENT_COLUMN_TYPES[column]
-    if base.startswith("LowCardinality("):
-        base = base.removeprefix("LowCardinality(").removesuffix(")")
+    for wrapper in ("LowCardinality(", "Nullable("):
+        if base.startswith(wrapper):
+            base = base.removeprefix(wrapper).removesuffix(")")
     return f"CAST(`{column}` AS Nullable({base}))"
 
 
@@ -334,7 +335,16 @@ class _progress:
 # share prefixes; dictionaries only for low-cardinality columns.
 _DELTA_STRINGS = ("event_id", "session_id", "order_id")
 _DELTA_INTS = ("ts", "kafka_offset")
-_DICTIONARY = ("event_type", "status", "method", "store_id", "schema_version", "kafka_partition")
+_DICTIONARY = (
+    "event_type",
+    "status",
+    "method",
+    "store_id",
+    "schema_version",
+    "kafka_partition",
+    "campaign_id",
+    "extra",
+)
 
 
 def write_cold_parquet(settings: Settings, table: Any, location: str) -> None:

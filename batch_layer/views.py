@@ -10,6 +10,11 @@ Tables (in ``settings.clickhouse.database``):
   Only buckets with at least one valid event exist (a missing row means 0).
 - ``batch_inventory``: ``inventory_delta`` per (granularity, bucket, store_id,
   product_id).
+- ``batch_campaigns``: ``events``, ``orders``, ``revenue`` and exact
+  ``unique_customers`` per (granularity, dims, bucket, campaign_id,
+  event_type), ``dims`` being ``campaign_id`` (``event_type = ''``) or
+  ``campaign_id,event_type``. Events without a campaign are campaign ``''``,
+  so each bucket's campaigns sum to its total.
 - ``batch_state``: ``key = 'watermark'``, ``value`` = epoch ms.
 
 Both view tables are partitioned by the bucket's UTC day; a recompute replaces
@@ -34,6 +39,7 @@ from lambda_rt.clients.clickhouse import Client
 from lambda_rt.vocabulary import GRANULARITIES, GRANULARITY_MS, METRICS
 
 __all__ = [
+    "BATCH_CAMPAIGNS",
     "BATCH_INVENTORY",
     "BATCH_METRICS",
     "BATCH_STATE",
@@ -50,6 +56,7 @@ __all__ = [
 
 BATCH_METRICS = "batch_metrics"
 BATCH_INVENTORY = "batch_inventory"
+BATCH_CAMPAIGNS = "batch_campaigns"
 BATCH_STATE = "batch_state"
 WATERMARK_KEY = "watermark"
 METRIC_COLUMNS: tuple[str, ...] = METRICS

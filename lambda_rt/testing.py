@@ -55,6 +55,12 @@ _FIELDS: dict[str, type] = {
     "status": str,
     "method": str,
     "delta": int,
+    # schema v2: optional fields
+    "campaign_id": str,
+    "card_fingerprint": str,
+    "ip": str,
+    "device_id": str,
+    "stock_on_hand": int,
 }
 _COMMON_REQUIRED = ("event_id", "event_type", "ts", "store_id", "customer_id")
 _TYPE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -64,6 +70,13 @@ _TYPE_FIELDS: dict[str, tuple[str, ...]] = {
     "payment": ("order_id", "amount_cents", "status", "method"),
     "refund": ("order_id", "amount_cents"),
     "inventory_update": ("product_id", "delta"),
+}
+_OPTIONAL_V2: dict[str, tuple[str, ...]] = {
+    "page_view": ("campaign_id",),
+    "add_to_cart": ("campaign_id",),
+    "order_placed": ("campaign_id", "card_fingerprint", "ip", "device_id"),
+    "payment": ("card_fingerprint", "ip", "device_id"),
+    "inventory_update": ("stock_on_hand",),
 }
 _INT_COLUMNS = [name for name, kind in _FIELDS.items() if kind is int]
 
@@ -80,6 +93,10 @@ def _is_valid_value(name: str, value: Any) -> bool:
         return bool(value >= 1)
     if name == "status":
         return value in ("succeeded", "failed")
+    if name in ("campaign_id", "card_fingerprint", "ip", "device_id"):
+        return len(value) <= 64
+    if name == "stock_on_hand":
+        return bool(value >= 0)
     return True
 
 
@@ -114,7 +131,7 @@ def _judge(raw: bytes, now_ms: int, max_age_ms: int, max_future_ms: int) -> tupl
     for name in _FIELDS:
         if name in own and obj.get(name) is None:
             return "missing_field", None
-    checked = (*_COMMON_REQUIRED, "session_id", "schema_version", *own)
+    checked = (*_COMMON_REQUIRED, "session_id", "schema_version", *own, *_OPTIONAL_V2.get(event_type, ()))
     for name in _FIELDS:
         if name in checked and obj.get(name) is not None and not _is_valid_value(name, obj[name]):
             return "invalid_value", None
@@ -183,7 +200,7 @@ def oracle_metrics(
         df: valid events, e.g. :func:`oracle_frame` or ``ValidatedBatch.table.to_pandas()``.
         metric: one of :data:`METRICS`.
         by: dimensions from :data:`DIMENSIONS` (``inventory_delta`` also takes
-            ``product_id``).
+            ``product_id``). ``campaign_id`` groups events without one under ``""``.
         granularity: ``minute``, ``hour`` or ``day``.
 
     Returns:
@@ -217,7 +234,12 @@ def oracle_metrics(
     )
     keys["bucket"] = keys["bucket"].dt.floor(_FLOOR[granularity])
     for name in by:
-        keys[name] = rows[name].astype("int64") if name != "event_type" else rows[name].astype(object)
+        if name == "campaign_id":
+            keys[name] = rows[name].astype(object).where(rows[name].notna(), "")
+        elif name == "event_type":
+            keys[name] = rows[name].astype(object)
+        else:
+            keys[name] = rows[name].astype("int64")
     if metric in ("events", "orders", "payment_failures"):
         keys["value"] = 1
     elif metric in ("revenue", "refunds"):

@@ -48,8 +48,9 @@ DISTINCT_METRICS: Final[tuple[str, ...]] = ("unique_customers",)
 ADDITIVE_METRICS: Final[tuple[str, ...]] = tuple(m for m in METRICS if m not in DISTINCT_METRICS)
 """Metrics whose buckets merge by summing (counts and sums)."""
 
-DIMENSIONS: Final[tuple[str, ...]] = ("store_id", "event_type")
-"""The dimensions every metric but ``inventory_delta`` (``store_id``, ``product_id``) is kept by."""
+DIMENSIONS: Final[tuple[str, ...]] = ("store_id", "event_type", "campaign_id")
+"""Query dimensions of every metric but ``inventory_delta`` (``store_id``, ``product_id``);
+``campaign_id`` (schema v2) is ``""`` for events without one."""
 
 Granularity = Literal["minute", "hour", "day"]
 

@@ -120,7 +120,7 @@ def create_app(
     def query(
         metric: Annotated[str, Query(description="events, orders, revenue, refunds, unique_customers, ...")],
         by: Annotated[
-            str | None, Query(description="store_id, event_type (product_id: inventory_delta)")
+            str | None, Query(description="store_id, event_type (product_id: inventory_delta), campaign_id")
         ] = None,
         start: Annotated[str | None, Query(description="ISO-8601 (default: end - 24 h)")] = None,
         end: Annotated[str | None, Query(description="ISO-8601, exclusive (default: now)")] = None,

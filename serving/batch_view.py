@@ -32,7 +32,7 @@ from serving.speed_view import EVENT_TYPE_NAMES, Columns, empty_columns
 
 __all__ = ["BatchState", "BatchStateReader", "batch_pieces_sql", "dim_columns_sql", "read_batch_pieces"]
 
-_TABLES = (views.BATCH_STATE, views.BATCH_METRICS, views.BATCH_INVENTORY)
+_TABLES = (views.BATCH_STATE, views.BATCH_METRICS, views.BATCH_INVENTORY, views.BATCH_CAMPAIGNS)
 
 
 class BatchState:

@@ -56,6 +56,7 @@ from lambda_rt.vocabulary import HOUR_MS
 from serving.batch_copy import BatchCopy
 from serving.batch_view import BatchState, BatchStateReader, read_batch_pieces
 from serving.cache import ResultCache
+from serving.campaign_view import CampaignCodes, read_campaign_pieces
 from serving.errors import CoverageHoleError
 from serving.metrics import ServingMetrics
 from serving.plan import Piece, Plan, make_plan
@@ -188,6 +189,7 @@ class QueryEngine:
         self._ch_lock = threading.Lock()  # one ClickHouse query at a time per client
         self.batch_copy = BatchCopy(self.clickhouse, self._ch_lock, max_rows=batch_copy_rows)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="serving-speed-read")
+        self.campaign_codes = CampaignCodes()
 
     def close(self) -> None:
         """Close the Redis client this engine opened (the ClickHouse engine stays up)."""
@@ -267,6 +269,17 @@ class QueryEngine:
         batch = [p for p in plan.pieces if p.layer == "batch"]
         speed = [p for p in plan.pieces if p.layer == "speed"]
         parts: list[Columns] = []
+        if "campaign_id" in spec.by:
+            parts = read_campaign_pieces(
+                (self.clickhouse, self._ch_lock),
+                self.redis,
+                self.keys,
+                spec,
+                batch,
+                speed,
+                self.campaign_codes,
+            )
+            batch = speed = []  # read above; the shared path below reads nothing
         token = prepared.batch.token
         warm = self.batch_copy.read(token, batch, spec.metric, spec.by, load=False) if batch else None
         if batch and speed and warm is None:
@@ -282,9 +295,11 @@ class QueryEngine:
             if batch:
                 parts.append(warm if warm is not None else self._batch_half(prepared, batch))
             parts += read_speed_pieces(self.redis, self.keys, speed, spec.metric, spec.by)
-        frame = _merge(parts, spec)
+        frame = _merge(parts, spec, self.campaign_codes)
         approximate = tuple(
-            LayerRange("speed", p.start_ms, p.end_ms) for p in speed if spec.metric == "unique_customers"
+            LayerRange("speed", p.start_ms, p.end_ms)
+            for p in plan.pieces
+            if p.layer == "speed" and spec.metric == "unique_customers"
         )
         shed = self._shed_ranges(prepared, speed)
         coverage = Coverage(
@@ -364,7 +379,7 @@ def _merge_ranges(ranges: tuple[LayerRange, ...]) -> tuple[LayerRange, ...]:
     return tuple(out)
 
 
-def _merge(parts: list[Columns], spec: QuerySpec) -> pd.DataFrame:
+def _merge(parts: list[Columns], spec: QuerySpec, campaigns: CampaignCodes | None = None) -> pd.DataFrame:
     """Map rows to target buckets, sum per (bucket, dims), drop zeros, sort; ``bucket`` UTC.
 
     numpy, not a pandas group-by: the key columns become one int64 (bucket
@@ -413,10 +428,15 @@ def _merge(parts: list[Columns], spec: QuerySpec) -> pd.DataFrame:
     for d in spec.by:
         if d == "event_type":
             data[d] = np.asarray(EVENT_TYPE_NAMES, dtype=object)[out_cols[d]]
+        elif d == "campaign_id" and campaigns is not None:
+            data[d] = campaigns.names(out_cols[d])
         else:
             data[d] = out_cols[d]
     data["value"] = values
-    return pd.DataFrame(data)
+    frame = pd.DataFrame(data)
+    if "campaign_id" in spec.by and len(frame):  # codes follow first sight, not names: sort by name
+        frame = frame.sort_values(["bucket", *spec.by], kind="stable", ignore_index=True)
+    return frame
 
 
 def _rank(col: np.ndarray) -> tuple[np.ndarray, int]:

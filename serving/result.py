@@ -27,6 +27,9 @@ from serving.spec import format_ts, parse_time
 __all__ = ["Coverage", "Hole", "LayerRange", "QueryResult", "ShedRange", "SpeedFreshness"]
 
 
+_STRING_DIMS = frozenset({"event_type", "campaign_id"})
+
+
 def _iso(ms: int | None) -> str | None:
     return format_ts(ms) if ms is not None else None
 
@@ -246,7 +249,7 @@ class QueryResult:
         cols: dict[str, Any] = {"bucket": pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True))}
         for dim in by:
             col = table.column(dim).to_numpy()
-            cols[dim] = col.astype(object) if dim == "event_type" else col.astype(np.int64, copy=False)
+            cols[dim] = col.astype(object) if dim in _STRING_DIMS else col.astype(np.int64, copy=False)
         cols["value"] = table.column("value").to_numpy().astype(np.int64, copy=False)
         return cls(metric, granularity, by, pd.DataFrame(cols), coverage)
 
@@ -281,7 +284,7 @@ class QueryResult:
         for dim in by:
             vals = [r[dim] for r in rows]
             data[dim] = (
-                np.asarray(vals, dtype=object) if dim == "event_type" else np.asarray(vals, dtype=np.int64)
+                np.asarray(vals, dtype=object) if dim in _STRING_DIMS else np.asarray(vals, dtype=np.int64)
             )
         data["value"] = np.asarray([r["value"] for r in rows], dtype=np.int64)
         return cls(d["metric"], d["granularity"], by, pd.DataFrame(data), Coverage.from_dict(d["coverage"]))

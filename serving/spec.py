@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from lambda_rt.events.schema import EVENT_TYPES
-from lambda_rt.vocabulary import DIMENSIONS, GRANULARITY_MS, METRICS
+from lambda_rt.vocabulary import GRANULARITY_MS, METRICS
 from serving.errors import InvalidQueryError
 
 __all__ = [
@@ -31,7 +31,13 @@ __all__ = [
 DEFAULT_SPAN = timedelta(hours=24)
 
 METRIC_DIMENSIONS: dict[str, tuple[str, ...]] = {
-    m: ("store_id", "product_id") if m == "inventory_delta" else DIMENSIONS for m in METRICS
+    "events": ("store_id", "campaign_id", "event_type"),
+    "orders": ("store_id", "campaign_id", "event_type"),
+    "revenue": ("store_id", "campaign_id", "event_type"),
+    "refunds": ("store_id", "event_type"),
+    "payment_failures": ("store_id", "event_type"),
+    "unique_customers": ("store_id", "campaign_id", "event_type"),
+    "inventory_delta": ("store_id", "product_id"),
 }
 """Dimensions a metric may be grouped by (in canonical column order)."""
 
@@ -142,15 +148,20 @@ def make_spec(
     if len(set(dims)) != len(dims):
         raise InvalidQueryError(f"dimension listed twice in --by {','.join(dims)}")
     ordered = tuple(d for d in allowed if d in dims)
+    if "campaign_id" in ordered and "store_id" in ordered:
+        raise InvalidQueryError(
+            "campaign_id combines with event_type only (the campaign funnel): drop store_id"
+        )
     if metric == "unique_customers":
         if len(ordered) > 1:
             raise InvalidQueryError(
-                "unique_customers by store_id,event_type is not kept by the speed layer: group by one of them"
+                f"unique_customers by {','.join(ordered)} is not kept by the speed layer: "
+                "group by one of them"
             )
-        if ordered == ("store_id",) and granularity == "minute":
+        if ordered in (("store_id",), ("campaign_id",)) and granularity == "minute":
             raise InvalidQueryError(
-                "unique_customers by store_id needs --granularity hour or day "
-                "(the speed layer keeps per-store distinct counts per hour)"
+                f"unique_customers by {ordered[0]} needs --granularity hour or day "
+                f"(the speed layer keeps per-{ordered[0].removesuffix('_id')} distinct counts per hour)"
             )
     now_dt = now or datetime.now(UTC)
     end_dt = parse_time(end, "--end") if end is not None else now_dt

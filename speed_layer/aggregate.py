@@ -22,6 +22,9 @@ import pyarrow.compute as pc
 from lambda_rt.vocabulary import HOUR_MS, MINUTE_MS
 from speed_layer.keys import (
     BUCKET_SUFFIXES,
+    CAMPAIGN_EVENTS,
+    CAMPAIGN_ORDERS,
+    CAMPAIGN_REVENUE,
     META_BATCHES,
     META_EVENTS,
     META_MESSAGES,
@@ -254,6 +257,12 @@ def aggregate(
         store_products = lambda codes: [  # noqa: E731
             f"{s_names[c // n_products]}:{p_names[c % n_products]}" for c in codes
         ]
+    c_code, c_names = _campaigns(table)
+    n_camps = len(c_names)
+    campaigns = lambda codes: [c_names[c] for c in codes]  # noqa: E731
+    type_campaigns = lambda codes: [  # noqa: E731
+        f"{tnames[c % n_types]}:{c_names[c // n_types]}" for c in codes
+    ]
     for gran, width_ms in _GRAN_MS:
         bucket = ts // width_ms
         b.add_hash(
@@ -271,6 +280,22 @@ def aggregate(
             gran, [("refunds", amount[is_refund])], bucket[is_refund], s_code[is_refund], n_stores, stores
         )
         b.add_hash(gran, [("payment_failures", None)], bucket[is_fail], s_code[is_fail], n_stores, stores)
+        b.add_hash(
+            gran,
+            [(CAMPAIGN_EVENTS, None)],
+            bucket,
+            c_code * n_types + tcode,
+            n_camps * n_types,
+            type_campaigns,
+        )
+        b.add_hash(
+            gran,
+            [(CAMPAIGN_ORDERS, None), (CAMPAIGN_REVENUE, amount[is_order])],
+            bucket[is_order],
+            c_code[is_order],
+            n_camps,
+            campaigns,
+        )
         if inv_label is not None:
             b.add_hash(
                 gran,
@@ -280,8 +305,18 @@ def aggregate(
                 n_stores * n_products,
                 store_products,
             )
-    _add_hlls(b, keys, ts, tcode, tnames, s_code, s_uniq, _col(table, "customer_id"))
+    _add_hlls(b, keys, ts, tcode, tnames, s_code, s_uniq, _col(table, "customer_id"), c_code, c_names)
     return delta
+
+
+def _campaigns(table: pa.Table) -> tuple[I64, list[str]]:
+    """Campaign codes and names; events without a campaign (v1 included) are campaign ``""``."""
+    if "campaign_id" not in table.column_names:
+        return np.zeros(table.num_rows, dtype=np.int64), [""]
+    column = table.column("campaign_id")
+    if column.null_count:
+        column = pc.fill_null(column, "")
+    return _factorize(column)
 
 
 def _add_shed(b: _Builder, shed: pa.Table) -> None:
@@ -308,8 +343,10 @@ def _add_hlls(
     s_code: I64,
     s_uniq: I64,
     customers: I64,
+    c_code: I64,
+    c_names: list[str],
 ) -> None:
-    """Per (minute, type), (hour, type) and (hour, store) customer HLLs, in one pass.
+    """Per (minute, type), (hour, type), (hour, store), (hour, campaign) customer HLLs, in one pass.
 
     The three families share one key-id space (family, bucket, label), so one
     sort deduplicates members and groups them by key; key names are built only
@@ -322,11 +359,14 @@ def _add_hlls(
     n_hour = int(hour.max()) - hmin + 1
     base_h = n_min * n_types
     base_s = base_h + n_hour * n_types
+    base_c = base_s + n_hour * n_stores
+    n_camps = len(c_names)
     ids = np.concatenate(
         [
             (minute - mmin) * n_types + tcode,
             base_h + (hour - hmin) * n_types + tcode,
             base_s + (hour - hmin) * n_stores + s_code,
+            base_c + (hour - hmin) * n_camps + c_code,
         ]
     )
     stores = s_uniq.tolist()
@@ -340,9 +380,12 @@ def _add_hlls(
             elif k < base_s:
                 bk, t = divmod(k - base_h, n_types)
                 out.append(keys.hll_event_type("h", (hmin + bk) * 3600, tnames[t]))
-            else:
+            elif k < base_c:
                 bk, s = divmod(k - base_s, n_stores)
                 out.append(keys.hll_store((hmin + bk) * 3600, int(stores[s])))
+            else:
+                bk, c = divmod(k - base_c, n_camps)
+                out.append(keys.hll_campaign((hmin + bk) * 3600, c_names[c]))
         return out
 
-    b.add_hll(ids, np.concatenate([customers, customers, customers]), name)
+    b.add_hll(ids, np.concatenate([customers, customers, customers, customers]), name)

@@ -20,11 +20,15 @@ key                                         type    content
 ``P:agg:G:B:refunds``                       hash    ``"{store_id}"`` -> sum amount_cents (refund)
 ``P:agg:G:B:payment_failures``              hash    ``"{store_id}"`` -> count payment status=failed
 ``P:agg:G:B:inventory_delta``               hash    ``"{store_id}:{product_id}"`` -> sum delta
+``P:agg:G:B:campaign_events``               hash    ``"{event_type}:{campaign_id}"`` -> count
+``P:agg:G:B:campaign_orders``               hash    ``"{campaign_id}"`` -> count of order_placed
+``P:agg:G:B:campaign_revenue``              hash    ``"{campaign_id}"`` -> sum amount_cents (order_placed)
 ``P:agg:G:B:shed``                          hash    ``"{store_id}:{event_type}"`` -> events shed (not in
                                                     the buckets above: serving marks them inexact)
 ``P:hll:G:B``                               HLL     customer_id of every valid event
 ``P:hll:G:B:t:{event_type}``                HLL     customer_id per event type
 ``P:hll:h:B:s:{store_id}``                  HLL     customer_id per store (hour only)
+``P:hll:h:B:c:{campaign_id}``               HLL     customer_id per campaign (hour only)
 ``P:offsets``                               hash    ``"{partition}"`` -> next offset to apply
 ``P:meta``                                  hash    counters and watermarks (``META_*``)
 ``P:epoch``                                 string  epoch ms when the current view's rebuild began
@@ -52,6 +56,13 @@ The state contract (what serving may rely on):
   ``"0"``.
 * ``P:rebuild`` is the speed layer's own bookkeeping of the replay (partition
   -> next offset to reach, ``-1`` unknown); serving should not read it.
+
+Campaigns (schema v2): ``campaign_id`` is ``""`` for events without one, so
+the campaign hashes sum to the same totals as the store hashes. A campaign id
+may hold any character, ``:`` included: in ``campaign_events`` the event type
+comes first (event types hold no ``:``) and the field splits at its first
+``:``. Per-campaign distinct counts exist at hour granularity only, as per
+store.
 
 Why this layout:
 
@@ -86,6 +97,10 @@ from lambda_rt.vocabulary import GRANULARITY_MS, Granularity
 
 __all__ = [
     "BUCKET_SUFFIXES",
+    "CAMPAIGN_EVENTS",
+    "CAMPAIGN_METRICS",
+    "CAMPAIGN_ORDERS",
+    "CAMPAIGN_REVENUE",
     "META_BATCHES",
     "META_EPOCH_STARTED",
     "META_EVENTS",
@@ -112,6 +127,16 @@ _SUFFIX_OF = {"m": "minute", "h": "hour"}
 _WIDTH_S = {name: ms // 1000 for name, ms in GRANULARITY_MS.items()} | {
     suffix: GRANULARITY_MS[name] // 1000 for suffix, name in _SUFFIX_OF.items()
 }
+
+CAMPAIGN_EVENTS = "campaign_events"
+CAMPAIGN_ORDERS = "campaign_orders"
+CAMPAIGN_REVENUE = "campaign_revenue"
+CAMPAIGN_METRICS: dict[str, str] = {
+    "events": CAMPAIGN_EVENTS,
+    "orders": CAMPAIGN_ORDERS,
+    "revenue": CAMPAIGN_REVENUE,
+}
+"""Query metric -> the hash holding it by campaign (``unique_customers``: HLL keys)."""
 
 SHED = "shed"
 """The bucket hash (``agg(G, B, SHED)``) counting events shed from the speed path.
@@ -196,6 +221,10 @@ class SpeedKeys:
     def hll_store(self, bucket_s: int, store_id: int) -> str:
         """HyperLogLog of one store's customers in an hour bucket (hour only)."""
         return f"{self.prefix}:hll:h:{bucket_s}:s:{store_id}"
+
+    def hll_campaign(self, bucket_s: int, campaign_id: str) -> str:
+        """HyperLogLog of one campaign's customers in an hour bucket (hour only)."""
+        return f"{self.prefix}:hll:h:{bucket_s}:c:{campaign_id}"
 
     def buckets(self, granularity: Granularity, start_s: int, end_s: int) -> list[int]:
         """Bucket starts covering ``[start_s, end_s)`` at ``granularity``.

@@ -36,10 +36,15 @@ def register(app: typer.Typer) -> None:
         end: str | None = typer.Option(None, "--end", help="Latest event time, ISO-8601 UTC [default: now]."),
         out: Path | None = typer.Option(None, "--out", help="Also write the values as JSON lines here."),
         no_kafka: bool = typer.Option(False, "--no-kafka", help="Only write --out; produce nothing."),
+        schema_version: str = typer.Option(
+            "1",
+            "--schema-version",
+            help="Event schema: 1, 2 (campaigns, payment signals, stock levels) or mixed (half each).",
+        ),
     ) -> None:
         """Produce synthetic events to the events topic at a target rate."""
         from lambda_rt.clients.kafka import KafkaProducer
-        from lambda_rt.events.generator import EventGenerator, GeneratorConfig
+        from lambda_rt.events.generator import SCHEMA_CHOICES, EventGenerator, GeneratorConfig
         from lambda_rt.producing import produce_batches
 
         if events <= 0:
@@ -50,13 +55,19 @@ def register(app: typer.Typer) -> None:
             raise usage_error("--bad-fraction must be between 0 and 1")
         if span_minutes <= 0:
             raise usage_error("--span-minutes must be positive")
+        if schema_version not in SCHEMA_CHOICES:
+            raise usage_error(f"--schema-version must be one of {', '.join(SCHEMA_CHOICES)}")
         if no_kafka and out is None:
             raise usage_error("--no-kafka needs --out")
         end_ms = _parse_end_ms(end)
         settings = settings_of(ctx)
         gen = EventGenerator(
             GeneratorConfig(
-                seed=seed, bad_fraction=bad_fraction, span_ms=int(span_minutes * MINUTE_MS), end_ms=end_ms
+                seed=seed,
+                bad_fraction=bad_fraction,
+                span_ms=int(span_minutes * MINUTE_MS),
+                end_ms=end_ms,
+                schema_version=schema_version,
             )
         )
         console = Console(stderr=True)

@@ -57,7 +57,9 @@ def register(app: typer.Typer) -> None:
     def query(
         ctx: typer.Context,
         metric: str = typer.Argument(..., help="events, orders, revenue, refunds, unique_customers, ..."),
-        by: str | None = typer.Option(None, "--by", help="Dimensions: store_id,event_type (product_id)."),
+        by: str | None = typer.Option(
+            None, "--by", help="Dimensions: store_id,event_type (product_id), or campaign_id[,event_type]."
+        ),
         start: str | None = typer.Option(None, "--start", help="ISO-8601 UTC [default: end - 24 h]."),
         end: str | None = typer.Option(None, "--end", help="ISO-8601 UTC, exclusive [default: now]."),
         granularity: str = typer.Option("hour", "--granularity", help="minute, hour or day."),

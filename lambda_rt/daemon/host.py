@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from batch_layer.ingest import Ingestor
+from batch_layer.migrations import ensure_tables
 from batch_layer.schedule import BatchScheduler
-from batch_layer.tables import ensure_tables
 from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.config import Settings
 from lambda_rt.daemon.jobs import run_job

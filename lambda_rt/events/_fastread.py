@@ -200,7 +200,9 @@ def _type_suspects(data: bytearray, buf: np.ndarray) -> np.ndarray:
         words[j] = int.from_bytes((bytes(7) + data[:8])[close[j] : close[j] + 8], "little")
     slot = (words * _KEY_MULT) >> _KEY_SHIFT
     kind = np.where(np.take(_KEY_WORDS, slot) == words, np.take(_KEY_KINDS, slot), np.uint8(0))
-    kind[(words >> np.uint64(32)) == _TS_WORD] = 1
+    top = words >> np.uint64(32)
+    for short_word, short_kind in _SHORT_WORDS:
+        kind[top == short_word] = short_kind
     value = colon + 1
     first = buf[value]
     blank = np.flatnonzero(first == _SPACE)
@@ -244,10 +246,13 @@ def _key_table() -> tuple[np.uint64, np.ndarray, np.ndarray]:
     The word of a key is the 8 bytes ending at its closing quote: the last 7
     chars and the quote for long keys, ``,"items"``, ``{"items"`` or
     `` "items"`` for 5-char ones. Kind 1: an int column, 2: a string column.
-    ``"ts"`` is too short for a fixed word; it is matched on the top 4 bytes.
+    Two-char keys (``"ts"``, ``"ip"``) are too short for a fixed word; they are
+    matched on the top 4 bytes (:data:`_SHORT_WORDS`).
     """
     kinds: dict[int, int] = {}
     for name, is_int in zip(COLUMNS, IS_INT, strict=True):
+        if len(name) <= 2:
+            continue
         key = b'"' + name.encode() + b'"'
         before = [b""] if len(key) >= 8 else [b",", b"{", b" "] if len(key) == 7 else []
         for word in (int.from_bytes((b + key)[-8:], "little") for b in before):
@@ -267,8 +272,13 @@ def _key_table() -> tuple[np.uint64, np.ndarray, np.ndarray]:
 
 _KEY_SHIFT = np.uint64(56)  # 256 slots
 _KEY_MULT, _KEY_WORDS, _KEY_KINDS = _key_table()
-_TS_WORD = np.uint64(int.from_bytes(b'"ts"', "little"))
-assert "ts" in COLUMNS and all(len(c) >= 5 or c == "ts" for c in COLUMNS)
+# the rule: a key name has at least 5 chars (a fixed 8-byte word) or exactly 2 (top 4 bytes)
+_SHORT_WORDS: tuple[tuple[np.uint64, np.uint8], ...] = tuple(
+    (np.uint64(int.from_bytes(b'"' + c.encode() + b'"', "little")), np.uint8(1 if i else 2))
+    for c, i in zip(COLUMNS, IS_INT, strict=True)
+    if len(c) == 2
+)
+assert "ts" in COLUMNS and all(len(c) >= 5 or len(c) == 2 for c in COLUMNS)
 
 
 def _lines_of(starts: np.ndarray, positions: np.ndarray) -> np.ndarray:

@@ -9,6 +9,17 @@ value = compact JSON) with a realistic mix: about 70% ``page_view``, 12%
 session). Event times are uniform over ``[end_ms - span_ms, end_ms)`` and not
 sorted (late events are normal for the speed layer).
 
+With ``schema_version`` 2 (or ``"mixed"``: each session is v1 or v2 at
+random, half and half) events carry the v2 fields: a few dozen campaigns
+(:data:`CAMPAIGN_THEMES` names) each with its own traffic share and conversion
+funnel bring about two thirds of the sessions, whose ``page_view``,
+``add_to_cart`` and ``order_placed`` events name the campaign (a campaign
+changes the mix of those three types: its funnel); orders and payments carry a
+card fingerprint, IP and device derived from the customer; and
+``inventory_update`` events follow stock levels per (store, product) that
+deplete with sales and jump at restocks, ``stock_on_hand`` being the level
+after the update. Version 1 output is byte for byte what it was before v2.
+
 With ``bad_fraction > 0`` that fraction of messages is malformed, cycling
 through every kind in :data:`BAD_KINDS`. Bad values never contain ``b"\\n"``,
 so :func:`write_jsonl` can store one raw value per line.
@@ -32,9 +43,20 @@ from typing import Any
 import numpy as np
 import orjson
 
+from lambda_rt.events._v2traffic import CAMPAIGN_THEMES, V2Traffic
 from lambda_rt.events.schema import EVENT_TYPES, REGISTRY, Reason
 
-__all__ = ["BAD_KINDS", "EventGenerator", "GeneratorConfig", "write_jsonl"]
+__all__ = [
+    "BAD_KINDS",
+    "CAMPAIGN_THEMES",
+    "SCHEMA_CHOICES",
+    "EventGenerator",
+    "GeneratorConfig",
+    "write_jsonl",
+]
+
+SCHEMA_CHOICES: tuple[str, ...] = ("1", "2", "mixed")
+"""Values of ``GeneratorConfig.schema_version`` (and ``--schema-version``)."""
 
 _CHUNK = 8192
 _TYPE_WEIGHTS = (0.70, 0.12, 0.06, 0.06, 0.01, 0.05)  # in EVENT_TYPES order
@@ -77,8 +99,17 @@ class GeneratorConfig:
     end_ms: int | None = None  # None = now, at generator construction
     span_ms: int = 10 * 60 * 1000
     bad_fraction: float = 0.0
+    schema_version: str = "1"  # "1", "2" or "mixed" (see the module docstring)
+    campaigns: int = 36
 
     def __post_init__(self) -> None:
+        if str(self.schema_version) not in SCHEMA_CHOICES:
+            raise ValueError(
+                f"schema_version must be one of {', '.join(SCHEMA_CHOICES)}, got {self.schema_version!r}"
+            )
+        object.__setattr__(self, "schema_version", str(self.schema_version))
+        if self.campaigns < 1:
+            raise ValueError(f"campaigns must be >= 1, got {self.campaigns}")
         if self.seed < 0 or min(self.stores, self.customers, self.products, self.span_ms) < 1:
             raise ValueError(f"seed must be >= 0 and sizes/span >= 1, got {self}")
         if not 0.0 <= self.bad_fraction <= 1.0:
@@ -100,6 +131,7 @@ class EventGenerator:
         self._type_cdf = _cdf(_TYPE_WEIGHTS)
         self._method_cdf = _cdf(_METHOD_WEIGHTS)
         self._formats = _formats(config.seed)
+        self._v2 = V2Traffic(config.seed, config.campaigns, config.schema_version == "mixed")
         self._pending: list[tuple[bytes, bytes]] = []
         self._pos = 0
         self._next_chunk = 0
@@ -159,12 +191,16 @@ class EventGenerator:
         bad = np.flatnonzero(rng.random(n) < cfg.bad_fraction)
         bad_kind = rng.integers(0, len(_KIND_NAMES), n)
         bad_aux = rng.integers(0, 2**31, n)
+        suffix = self._v2.tails(k, cols, session, m) if cfg.schema_version != "1" else None
 
         values = np.empty(n, dtype=object)
         for t, (fmt, fields) in enumerate(self._formats):
             rows = np.flatnonzero(cols["type"] == t)
             args = [_column(cols, f, rows) for f in ("idx", *fields)]
             values[rows] = [fmt % row for row in zip(*args, strict=True)]
+        if suffix is not None:
+            v2 = np.flatnonzero(suffix != b"")
+            values[v2] = [v[:-1] + x for v, x in zip(values[v2].tolist(), suffix[v2].tolist(), strict=True)]
         for i in bad.tolist():
             values[i] = self._corrupt(values[i], _KIND_NAMES[bad_kind[i]], int(bad_aux[i]))
         keys = self._keys

@@ -36,6 +36,9 @@ __all__ = [
     "INT64_MAX",
     "INT64_MIN",
     "REGISTRY",
+    "SCHEMA_V1",
+    "SCHEMA_V2",
+    "V2_FIELDS",
     "FieldSpec",
     "Reason",
     "SchemaRegistry",
@@ -71,6 +74,12 @@ EVENT_SCHEMA: pa.Schema = pa.schema(
         pa.field("status", pa.string()),
         pa.field("method", pa.string()),
         pa.field("delta", pa.int64()),
+        # schema v2 (optional, see SCHEMA_V2)
+        pa.field("campaign_id", pa.string()),
+        pa.field("card_fingerprint", pa.string()),
+        pa.field("ip", pa.string()),
+        pa.field("device_id", pa.string()),
+        pa.field("stock_on_hand", pa.int64()),
     ]
 )
 
@@ -294,4 +303,30 @@ SCHEMA_V1 = SchemaVersion(
     },
 )
 
-REGISTRY = SchemaRegistry([SCHEMA_V1])
+
+def _short_str(name: str) -> FieldSpec:
+    return FieldSpec(name, str, max_length=64)
+
+
+_CAMPAIGN = _short_str("campaign_id")
+_SIGNALS = (_short_str("card_fingerprint"), _short_str("ip"), _short_str("device_id"))
+
+SCHEMA_V2 = SchemaVersion(
+    version=2,
+    common=SCHEMA_V1.common,
+    common_optional=SCHEMA_V1.common_optional,
+    required=SCHEMA_V1.required,
+    # optional only: a v1 consumer ignores these, a v2 consumer reads v1 events as "absent"
+    optional={
+        "page_view": (_CAMPAIGN,),
+        "add_to_cart": (_CAMPAIGN,),
+        "order_placed": (_CAMPAIGN, *_SIGNALS),
+        "payment": _SIGNALS,
+        "inventory_update": (_int("stock_on_hand", 0),),
+    },
+)
+
+V2_FIELDS: tuple[str, ...] = ("campaign_id", "card_fingerprint", "ip", "device_id", "stock_on_hand")
+"""The fields schema v2 adds, in :data:`EVENT_SCHEMA` order."""
+
+REGISTRY = SchemaRegistry([SCHEMA_V1, SCHEMA_V2])

@@ -22,7 +22,7 @@ def seed_hot(end_ms: int, n: int) -> dict[str, Any]:
     import numpy as np
 
     from batch_layer.ingest import to_hot_table
-    from batch_layer.tables import ensure_tables
+    from batch_layer.migrations import ensure_tables
     from lambda_rt.clients.clickhouse import open_clickhouse
     from lambda_rt.config import load_settings
     from lambda_rt.events.generator import EventGenerator, GeneratorConfig
@@ -39,7 +39,7 @@ def seed_hot(end_ms: int, n: int) -> dict[str, Any]:
 def tier_counts() -> dict[str, Any]:
     """What a reader sees (every tier, through the manifest) and where rows physically are."""
     from batch_layer import visibility
-    from batch_layer.tables import ensure_tables
+    from batch_layer.migrations import ensure_tables
     from lambda_rt.clients.clickhouse import open_clickhouse
     from lambda_rt.config import load_settings
 

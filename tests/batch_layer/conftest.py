@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from batch_layer.tables import ensure_tables
+from batch_layer.migrations import ensure_tables
 from lambda_rt.clients.clickhouse import Client, open_clickhouse
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from batch_layer.ingest import to_hot_table
-from batch_layer.tables import EVENTS_HOT, ensure_tables
+from batch_layer.migrations import ensure_tables
+from batch_layer.tables import EVENTS_HOT
 from batch_layer.views import METRIC_COLUMNS, read_batch_view
 from lambda_rt.clients.clickhouse import Client
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig

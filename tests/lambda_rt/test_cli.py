@@ -30,6 +30,10 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         ["generate", "--events", "5", "--no-kafka"],
         ["status", "--bogus"],
         ["generate", "--events", "5", "--end", "yesterday", "--no-kafka", "--out", "x.jsonl"],
+        ["generate", "--events", "5", "--schema-version", "3", "--no-kafka", "--out", "x.jsonl"],
+        ["query", "events", "--by", "campaign_id,store_id"],
+        ["query", "unique_customers", "--by", "campaign_id", "--granularity", "minute"],
+        ["query", "refunds", "--by", "campaign_id"],
     ],
 )
 def test_bad_arguments_print_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
@@ -71,3 +75,23 @@ def test_help_lists_the_public_commands() -> None:
     assert result.returncode == 0
     for command in ("up", "down", "status", "generate", "demo"):
         assert command in result.stdout
+
+
+def test_generate_schema_versions(tmp_path: Path) -> None:
+    import orjson
+
+    for version in ("1", "2", "mixed"):
+        out = tmp_path / f"v{version}.jsonl"
+        result = run(
+            "--state-dir", str(tmp_path), "generate", "--events", "3000", "--schema-version", version,
+            "--end", "2026-11-26T10:00:00Z", "--no-kafka", "--out", str(out), cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+        v2 = sum(e.get("schema_version") == 2 for e in events)
+        campaigns = {e["campaign_id"] for e in events if "campaign_id" in e}
+        if version == "1":
+            assert v2 == 0 and not campaigns
+        else:
+            assert (v2 == len(events)) if version == "2" else (0 < v2 < len(events))
+            assert len(campaigns) >= 20

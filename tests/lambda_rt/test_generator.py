@@ -128,3 +128,51 @@ def test_jsonl_round_trip(tmp_path: Path) -> None:
     assert write_jsonl(path, []) == 0 and read_jsonl(path) == []
     with pytest.raises(ValueError, match="newline"):
         write_jsonl(path, [b"{}", b'{"a":\n1}'])
+
+
+def test_schema_versions_campaign_funnels_and_stock_levels() -> None:
+    import collections
+
+    import orjson
+
+    from lambda_rt.events.validate import validate_batch
+
+    end = 1_795_687_200_000
+    v1 = EventGenerator(GeneratorConfig(seed=9, end_ms=end)).batch(3_000)
+    mixed = EventGenerator(GeneratorConfig(seed=9, end_ms=end, schema_version="mixed")).batch(30_000)
+    assert all(b"schema_version" not in v and b"campaign_id" not in v for _, v in v1)
+    events = [orjson.loads(v) for _, v in mixed]
+    assert validate_batch([v for _, v in mixed], now_ms=end).n_valid == len(mixed)
+    versions = collections.Counter(e.get("schema_version", 1) for e in events)
+    assert 0.4 < versions[2] / len(events) < 0.6
+    by_campaign = collections.Counter(e["campaign_id"] for e in events if "campaign_id" in e)
+    assert 24 <= len(by_campaign) <= 40
+    assert max(by_campaign.values()) > 5 * min(by_campaign.values())  # shares differ
+    # funnels differ: orders per view is not the same for every campaign
+    funnel: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for e in events:
+        if "campaign_id" in e:
+            funnel[e["campaign_id"]][e["event_type"]] += 1
+    rates = [f["order_placed"] / f["page_view"] for f in funnel.values() if f["page_view"] > 300]
+    assert max(rates) > 1.5 * min(rates)
+    for e in events:
+        if e["event_type"] in ("order_placed", "payment") and e.get("schema_version") == 2:
+            assert e["card_fingerprint"] and e["ip"].count(".") == 3 and e["device_id"]
+        if e["event_type"] in ("payment", "refund", "inventory_update"):
+            assert "campaign_id" not in e
+    # stock: the level after each update is the previous level plus the delta, never below 0
+    stock: dict[tuple[int, int], int] = {}
+    restocks = 0
+    for e in events:
+        if e["event_type"] != "inventory_update":
+            continue
+        key = (e["store_id"], e["product_id"])
+        if "stock_on_hand" in e:
+            assert e["stock_on_hand"] >= 0
+            if key in stock:
+                assert e["stock_on_hand"] == stock[key] + e["delta"]
+            stock[key] = e["stock_on_hand"]
+        else:
+            stock.pop(key, None)  # a v1 event: the level is not known here
+        restocks += e["delta"] > 0
+    assert restocks > 10

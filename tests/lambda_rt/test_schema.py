@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from lambda_rt import vocabulary
+from lambda_rt.events import schema
 from lambda_rt.events.schema import (
     EVENT_SCHEMA,
     EVENT_TYPES,
@@ -36,6 +37,11 @@ def test_event_schema_columns_types_and_nullability() -> None:
         ("status", pa.string(), True),
         ("method", pa.string(), True),
         ("delta", pa.int64(), True),
+        ("campaign_id", pa.string(), True),
+        ("card_fingerprint", pa.string(), True),
+        ("ip", pa.string(), True),
+        ("device_id", pa.string(), True),
+        ("stock_on_hand", pa.int64(), True),
     ]
     assert [(f.name, f.type, f.nullable) for f in EVENT_SCHEMA] == expected
 
@@ -63,13 +69,13 @@ def test_metric_vocabulary() -> None:
         "payment_failures",
         "inventory_delta",
     )
-    assert vocabulary.DIMENSIONS == ("store_id", "event_type")
+    assert vocabulary.DIMENSIONS == ("store_id", "event_type", "campaign_id")
     assert vocabulary.GRANULARITIES == ("minute", "hour", "day")
 
 
 def test_v1_matches_the_architecture_table() -> None:
     v1 = REGISTRY.get(1)
-    assert v1.version == 1 and REGISTRY.versions == (1,) and REGISTRY.latest is v1
+    assert v1.version == 1 and REGISTRY.versions == (1, 2) and REGISTRY.latest is REGISTRY.get(2)
     assert v1.event_types == EVENT_TYPES
     assert [s.name for s in v1.common] == ["event_id", "event_type", "ts", "store_id", "customer_id"]
     assert [s.name for s in v1.common_optional] == ["session_id", "schema_version"]
@@ -97,7 +103,7 @@ def test_v1_matches_the_architecture_table() -> None:
 
 
 def _v2(**changes: object) -> SchemaVersion:
-    v1 = REGISTRY.latest
+    v1 = REGISTRY.get(1)
     base = {
         "version": 2,
         "common": v1.common,
@@ -110,7 +116,7 @@ def _v2(**changes: object) -> SchemaVersion:
 
 
 def test_a_version_may_add_optional_fields_and_newer_events_use_the_latest() -> None:
-    registry = SchemaRegistry([REGISTRY.latest, _v2()])
+    registry = SchemaRegistry([REGISTRY.get(1), _v2()])
     assert registry.versions == (1, 2)
     assert registry.get(1).version == 1
     assert registry.get(2).version == 2
@@ -123,8 +129,8 @@ def test_a_version_may_add_optional_fields_and_newer_events_use_the_latest() -> 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"common": REGISTRY.latest.common[:-1]}, "required fields and event types"),
-        ({"required": {**REGISTRY.latest.required, "click": ()}}, "required fields and event types"),
+        ({"common": REGISTRY.get(1).common[:-1]}, "required fields and event types"),
+        ({"required": {**REGISTRY.get(1).required, "click": ()}}, "required fields and event types"),
         ({"common_optional": ()}, "removed or changed"),
         ({"optional": {"page_view": (FieldSpec("quantity", str),)}}, "defined twice|not an EVENT_SCHEMA"),
         ({"optional": {"page_view": (FieldSpec("coupon", str),)}}, "not an EVENT_SCHEMA column"),
@@ -133,7 +139,7 @@ def test_a_version_may_add_optional_fields_and_newer_events_use_the_latest() -> 
 )
 def test_the_registry_refuses_incompatible_versions(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        SchemaRegistry([REGISTRY.latest, _v2(**changes)])
+        SchemaRegistry([REGISTRY.get(1), _v2(**changes)])
 
 
 def test_field_specs_are_checked() -> None:
@@ -147,3 +153,21 @@ def test_field_specs_are_checked() -> None:
         SchemaRegistry([])
     with pytest.raises(dataclasses.FrozenInstanceError):
         REGISTRY.latest.version = 3  # type: ignore[misc]
+
+
+def test_v2_adds_the_documented_optional_fields_only() -> None:
+    v1, v2 = REGISTRY.get(1), REGISTRY.get(2)
+    assert v2.required_fields("payment") == v1.required_fields("payment")
+    optional = {
+        t: [(s.name, s.type, s.max_length, s.min_value) for s in v2.optional.get(t, ())] for t in EVENT_TYPES
+    }
+    signals = [("card_fingerprint", str, 64, None), ("ip", str, 64, None), ("device_id", str, 64, None)]
+    assert optional == {
+        "page_view": [("campaign_id", str, 64, None)],
+        "add_to_cart": [("campaign_id", str, 64, None)],
+        "order_placed": [("campaign_id", str, 64, None), *signals],
+        "payment": signals,
+        "refund": [],
+        "inventory_update": [("stock_on_hand", int, None, 0)],
+    }
+    assert schema.V2_FIELDS == ("campaign_id", "card_fingerprint", "ip", "device_id", "stock_on_hand")

@@ -9,7 +9,8 @@
 2. its own topic, DLQ, consumer groups, Redis prefix and S3 bucket
    (``LAMBDA_RT_*`` variables), and its own chDB directory (the daemon's);
 3. generated events: a backlog over the past 3 days, recent traffic over the
-   last 20 minutes, and a few planted anomalies for ``04_fraud_signals``
+   last 20 minutes, mixed v1/v2 traffic with campaigns over the last 6 hours
+   (``05_campaigns``), and a few planted anomalies for ``04_fraud_signals``
    (a burst of failed payments at one store, refund-heavy stores);
 4. the speed layer (in this process, until idle) and the platform daemon
    (``lambda-rt serve --no-schedule``, a subprocess: it ingests), then a
@@ -135,7 +136,16 @@ def notebook_world(
         GeneratorConfig(seed=3, end_ms=now_ms - 20 * MINUTE_MS, span_ms=3 * DAY_MS, **small)
     )
     recent = EventGenerator(GeneratorConfig(seed=4, end_ms=now_ms, span_ms=20 * MINUTE_MS, **small))
-    batches = [*backlog.iter_batches(60_000, 20_000), *recent.iter_batches(40_000, 20_000), _planted(now_ms)]
+    # schema v2 traffic with campaigns for 05_campaigns: the last 6 hours, v1 and v2 mixed
+    campaigns = EventGenerator(
+        GeneratorConfig(seed=5, end_ms=now_ms, span_ms=360 * MINUTE_MS, schema_version="mixed", **small)
+    )
+    batches = [
+        *backlog.iter_batches(60_000, 20_000),
+        *recent.iter_batches(40_000, 20_000),
+        *campaigns.iter_batches(30_000, 15_000),
+        _planted(now_ms),
+    ]
     produced = sum(len(b) for b in batches)
     produce_all(settings.kafka, batches)
 

@@ -21,11 +21,12 @@ NOTEBOOKS = (
     "02_speed_vs_batch.ipynb",
     "03_tiers_and_backfill.ipynb",
     "04_fraud_signals.ipynb",
+    "05_campaigns.ipynb",
 )
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 
-def test_the_four_notebooks_exist() -> None:
+def test_the_notebooks_exist() -> None:
     assert sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
 
 
@@ -51,4 +52,9 @@ def test_notebook_runs(name: str, notebook_world: NotebookWorld, tmp_path: Path)
     nbformat.write(nb, tmp_path / name)  # executed copy, for a look after a failure
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors, errors
+    images = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
+    ]
+    if name == "05_campaigns.ipynb":
+        assert len(images) >= 3, "the funnel, the side-by-side and the hourly plots must render"
     print(f"{name}: {seconds:.1f} s")

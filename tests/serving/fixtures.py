@@ -43,9 +43,19 @@ def slice_settings(stack: Settings, chdb: Settings, tag: str, **batch: Any) -> S
     )
 
 
-def generate(n: int, end_ms: int, span_ms: int, seed: int = 11) -> list[tuple[bytes, bytes]]:
+def generate(
+    n: int, end_ms: int, span_ms: int, seed: int = 11, schema_version: str = "1"
+) -> list[tuple[bytes, bytes]]:
     gen = EventGenerator(
-        GeneratorConfig(seed=seed, end_ms=end_ms, span_ms=span_ms, stores=25, customers=3_000, products=50)
+        GeneratorConfig(
+            seed=seed,
+            end_ms=end_ms,
+            span_ms=span_ms,
+            stores=25,
+            customers=3_000,
+            products=50,
+            schema_version=schema_version,
+        )
     )
     return gen.batch(n)
 
@@ -89,14 +99,27 @@ class World:
         return self._frame
 
 
-def make_world(stack: Settings, chdb: Settings, dask: Any, n: int, span_ms: int, **batch: Any) -> World:
+def make_world(
+    stack: Settings,
+    chdb: Settings,
+    dask: Any,
+    n: int,
+    span_ms: int,
+    *,
+    schema_version: str = "1",
+    edit: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]] | None = None,
+    **batch: Any,
+) -> World:
+    """A world of ``n`` generated events (``edit`` may change them before they are produced)."""
     tag = f"s{uuid.uuid4().hex[:10]}"
     settings = slice_settings(stack, chdb, tag, allowed_lateness_s=0, **batch)
     ensure_topics(settings.kafka)
     client = open_clickhouse(settings)
     now_ms = int(time.time() * 1000)
     end_ms = now_ms - 60_000
-    pairs = generate(n, end_ms, span_ms)
+    pairs = generate(n, end_ms, span_ms, schema_version=schema_version)
+    if edit is not None:
+        pairs = edit(pairs)
     produce(settings, pairs)
     run_layers(settings, client)
 

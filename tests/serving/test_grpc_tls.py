@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 import serving
-from batch_layer.tables import ensure_tables
+from batch_layer.migrations import ensure_tables
 from lambda_rt.clients.clickhouse import open_clickhouse
 from serving.apis import ApiBackend
 from serving.engine import QueryEngine

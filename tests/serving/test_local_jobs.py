@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import serving
-from batch_layer.tables import ensure_tables
+from batch_layer.migrations import ensure_tables
 from lambda_rt.daemon import run_job
 
 

@@ -24,6 +24,8 @@ def _hash_frames(client: redis.Redis, prefix: str, gran: str) -> dict[str, pd.Da
     rows: dict[str, list[tuple[int, str, int]]] = {}
     for key in client.scan_iter(match=f"{prefix}:agg:{gran}:*", count=1000):
         _, _, _, bucket, metric = key.decode().split(":")
+        if metric.startswith("campaign_"):  # by campaign, not by store: campaign_view()
+            continue
         for f, v in client.hgetall(key).items():
             rows.setdefault(metric, []).append((int(bucket), f.decode(), int(v)))
     frames: dict[str, pd.DataFrame] = {}
@@ -103,3 +105,42 @@ def assert_metrics_equal(got: MetricSeries, want: MetricSeries) -> None:
         diff = joined[joined["got"] != joined["want"]]
         assert diff.empty, f"{metric}: {len(diff)} buckets differ, e.g.\n{diff.head(10)}"
         assert int(g.sum()) == int(w.sum()), metric
+
+
+def campaign_view(settings: Settings, gran: str = "m") -> MetricSeries:
+    """The speed view's ``events``/``orders``/``revenue`` by (bucket_s, campaign_id, event_type).
+
+    ``orders`` and ``revenue`` carry ``event_type`` ``order_placed``.
+    """
+    client = make_redis(settings.redis)
+    rows: dict[str, list[tuple[int, str, str, int]]] = {"events": [], "orders": [], "revenue": []}
+    try:
+        for key in client.scan_iter(match=f"{settings.redis.key_prefix}:agg:{gran}:*:campaign_*", count=1000):
+            _, _, _, bucket, metric = key.decode().split(":")
+            for f, v in client.hgetall(key).items():
+                name = metric.removeprefix("campaign_")
+                if name == "events":
+                    event_type, _, campaign = f.decode().partition(":")
+                else:
+                    event_type, campaign = "order_placed", f.decode()
+                rows[name].append((int(bucket), campaign, event_type, int(v)))
+    finally:
+        client.close()
+    cols = ["bucket_s", "campaign_id", "event_type"]
+    return {
+        m: _norm(pd.DataFrame(r, columns=[*cols, "value"]).groupby(cols)["value"].sum())
+        if r
+        else pd.Series([], dtype="int64")
+        for m, r in rows.items()
+    }
+
+
+def oracle_campaign_view(values: Sequence[bytes], now: int, granularity: str = "minute") -> MetricSeries:
+    """``events``/``orders``/``revenue`` by (bucket_s, campaign_id, event_type), independently."""
+    frame = oracle_frame(values, now_ms=now)
+    out: MetricSeries = {}
+    for metric in ("events", "orders", "revenue"):
+        df = oracle_metrics(frame, metric, by=["event_type", "campaign_id"], granularity=granularity)
+        df["bucket_s"] = (df["bucket"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        out[metric] = _norm(df.set_index(["bucket_s", "campaign_id", "event_type"])["value"])
+    return out
