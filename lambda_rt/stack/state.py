@@ -119,6 +119,8 @@ def write_stack_file(settings: Settings) -> None:
         "kafka": {"bootstrap": f"127.0.0.1:{st.kafka_port}"},
         "redis": redis,
         "s3": {"endpoint": f"http://127.0.0.1:{st.s3_port}"},
-        "stack": st.model_dump(),
+        # only what differs from the defaults: a default is the same for every version, so an
+        # older lambda-rt (which refuses settings it does not know) can still read this file
+        "stack": st.model_dump(exclude_defaults=True),
     }
     _write_private(settings.state_dir / STACK_FILE, payload)
