@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lambda_rt.clients.s3_worker import S3Location, worker_storage_options
 from lambda_rt.vocabulary import GRANULARITIES, METRICS
 
 __all__ = [
@@ -192,12 +193,13 @@ def _session() -> Any:
     return conn
 
 
-def _read_cold(urls: list[str], storage_options: dict[str, Any]) -> pa.Table | None:
+def _read_cold(urls: list[str], location: S3Location) -> pa.Table | None:
     if not urls:
         return None
     import s3fs
 
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, **storage_options)
+    # credentials come from this worker's own configuration, never from the task
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **worker_storage_options(location))
     tables = []
     for u in urls:
         path = u.removeprefix("s3://")
@@ -235,13 +237,17 @@ def _normalise(table: pa.Table) -> pa.Table:
 def aggregate_partition(
     engine_rows: pa.Table | None,
     cold_urls: list[str],
-    storage_options: dict[str, Any],
+    location: S3Location,
     start_ms: int,
     end_ms: int,
     close_ms: int,
 ) -> PartitionResult:
-    """Aggregate one partition: ``engine_rows`` (hot/warm export) plus cold files."""
-    cold = _read_cold(cold_urls, storage_options)
+    """Aggregate one partition: ``engine_rows`` (hot/warm export) plus cold files.
+
+    ``location`` names the S3 endpoint only: the task graph holds no secret
+    (see :mod:`lambda_rt.clients.s3_worker`).
+    """
+    cold = _read_cold(cold_urls, location)
     pieces = [_normalise(t) for t in (engine_rows, cold) if t is not None and t.num_rows]
     rows_engine = engine_rows.num_rows if engine_rows is not None else 0
     rows_cold = cold.num_rows if cold is not None else 0

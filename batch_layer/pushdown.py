@@ -42,7 +42,7 @@ __all__ = [
     "source_sql",
 ]
 
-_ENGINES: dict[str, tuple[Client, threading.Lock]] = {}
+_ENGINES: dict[str, tuple[Client, threading.Lock, tuple[str, str]]] = {}
 
 METRIC_COLS = (
     "granularity, dims, bucket, store_id, event_type, events, orders, revenue, refunds, "
@@ -54,14 +54,32 @@ CAMPAIGN_COLS = (
 )
 
 
+# What a task's SQL carries instead of the S3 keys: the task fills them in from
+# this process's registry (a task graph never holds a secret, even in-process).
+KEY_PLACEHOLDER = "__LRT_S3_ACCESS_KEY__"
+SECRET_PLACEHOLDER = "__LRT_S3_SECRET_KEY__"
+
+
 def source_sql(
-    settings: Settings, snap: visibility.TierSnapshot, day: date, start_ms: int, end_ms: int
+    settings: Settings,
+    snap: visibility.TierSnapshot,
+    day: date,
+    start_ms: int,
+    end_ms: int,
+    *,
+    placeholders: bool = False,
 ) -> str:
-    """Every visible row of ``day`` in ``[start_ms, end_ms)``, all tiers, as one subquery."""
+    """Every visible row of ``day`` in ``[start_ms, end_ms)``, all tiers, as one subquery.
+
+    With ``placeholders`` the ``s3()`` calls name :data:`KEY_PLACEHOLDER` and
+    :data:`SECRET_PLACEHOLDER` instead of the keys (for SQL sent as a task argument).
+    """
     parts = [visibility.engine_sql(snap, start_ms, end_ms)]
     s3 = settings.s3
     key = s3.access_key.get_secret_value() if s3.access_key else ""
     secret = s3.secret_key.get_secret_value() if s3.secret_key else ""
+    if placeholders:
+        key, secret = KEY_PLACEHOLDER, SECRET_PLACEHOLDER
     cols = ", ".join(AGG_COLUMNS)
     for url in snap.cold_files.get(day, []):
         parts.append(
@@ -75,7 +93,8 @@ def recompute_day_in_engine(
     engine: str, source: str, day: str, start_ms: int, end_ms: int, close_ms: int
 ) -> tuple[int, int]:
     """Aggregate one day inside the engine and replace it in both views; (start_ms, view rows)."""
-    client, lock = _ENGINES[engine]
+    client, lock, (key, secret) = _ENGINES[engine]
+    source = source.replace(KEY_PLACEHOLDER, key).replace(SECRET_PLACEHOLDER, secret)
     written = 0
     with lock:
         for table, cols, sql in (
@@ -109,13 +128,18 @@ def compute(
     from distributed import as_completed
 
     key = uuid.uuid4().hex
-    _ENGINES[key] = (client, threading.Lock())
+    s3 = settings.s3
+    keys = (
+        s3.access_key.get_secret_value() if s3.access_key else "",
+        s3.secret_key.get_secret_value() if s3.secret_key else "",
+    )
+    _ENGINES[key] = (client, threading.Lock(), keys)
     t0 = time.monotonic()
     try:
         futures = []
         for day in days:
             s, e = visibility.day_window(day, close_ms)
-            src = source_sql(settings, snap, day, s, e)
+            src = source_sql(settings, snap, day, s, e, placeholders=True)
             futures.append(
                 dc.submit(recompute_day_in_engine, key, src, day.isoformat(), s, e, close_ms, pure=False)
             )

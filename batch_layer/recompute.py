@@ -23,6 +23,7 @@ It does not ingest or move tiers; see :mod:`batch_layer.ingest` and
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,11 +39,16 @@ from batch_layer.runtime import crash_point, dask_client, dataset_lock, job_lock
 from batch_layer.staging import replace_day
 from batch_layer.views import BATCH_CAMPAIGNS, BATCH_INVENTORY, BATCH_METRICS, WATERMARK_KEY
 from lambda_rt.clients.clickhouse import Client
-from lambda_rt.clients.s3 import s3_storage_options
+from lambda_rt.clients.s3_worker import register_local_credentials, s3_location
 from lambda_rt.config import Settings
 from lambda_rt.vocabulary import DAY_MS, MINUTE_MS
 
 __all__ = ["RecomputeReport", "run_recompute"]
+
+log = logging.getLogger(__name__)
+
+# a day is resubmitted after a lost worker at most this many times
+MAX_DAY_ATTEMPTS = 3
 
 
 @dataclass
@@ -201,28 +207,45 @@ def _compute(
     if mode == "pushdown":
         pushdown.compute(settings, client, snap, days, close_ms, dc, report, _bar(progress, len(days)))
         return
-    opts = s3_storage_options(settings.s3)
+    location = s3_location(settings.s3)  # no secret: workers log in with their own keys
+    register_local_credentials(settings.s3)  # ... and workers that are threads of this process, with ours
     in_flight = max(2, 2 * len(dc.scheduler_info().get("workers", {})) or 2)
     pending = list(days)
+    attempts: dict[date, int] = {}
+    day_of: dict[str, date] = {}
     ac = as_completed()
 
-    def submit_next() -> None:
-        day = pending.pop(0)
+    def submit(day: date) -> None:
         s, e = visibility.day_window(day, close_ms)
         t = time.monotonic()
         rows = visibility.export_engine_rows(client, snap, s, e)
         _add(report, "export", t)
         cold = list(snap.cold_files.get(day, []))
         # scatter, not embed: large Arrow tables in the task graph slow the scheduler
-        data = dc.scatter(rows, hash=False) if rows.num_rows else None
-        ac.add(dc.submit(aggregate_partition, data, cold, opts, s, e, close_ms, pure=False))
+        data = _scatter(dc, rows) if rows.num_rows else None
+        fut = dc.submit(aggregate_partition, data, cold, location, s, e, close_ms, pure=False)
+        day_of[fut.key] = day
+        ac.add(fut)
 
     with _bar(progress, len(days)) as advance:
         for _ in range(min(in_flight, len(pending))):
-            submit_next()
+            submit(pending.pop(0))
         waited = time.monotonic()
         for fut in ac:
-            result: PartitionResult = fut.result()
+            day = day_of.pop(fut.key)
+            try:
+                result: PartitionResult = fut.result()
+            except Exception as exc:
+                # A worker died: Dask reruns tasks it can, but a day whose scattered rows
+                # lived on that worker is lost. The day is exported and submitted again;
+                # writing a day replaces it, so a rerun never double counts.
+                attempts[day] = attempts.get(day, 0) + 1
+                if attempts[day] > MAX_DAY_ATTEMPTS:
+                    raise
+                log.warning("recompute of %s failed on the cluster (%r); retrying", day, exc)
+                submit(day)
+                waited = time.monotonic()
+                continue
             _add(report, "wait", waited)
             t = time.monotonic()
             report.view_rows += write_day(client, result)
@@ -230,9 +253,26 @@ def _compute(
             report.windows.append(_day_of(result.start_ms))
             advance()
             if pending:
-                submit_next()
+                submit(pending.pop(0))
             waited = time.monotonic()
     report.windows.sort()
+
+
+def _scatter(dc: Any, rows: Any) -> Any:
+    """Scatter one day's rows; retried when the chosen worker died under us.
+
+    The scheduler may still list a worker killed a moment ago: scattering to it
+    fails with a closed connection until the scheduler has removed it.
+    """
+    for attempt in range(1, MAX_DAY_ATTEMPTS + 1):
+        try:
+            return dc.scatter(rows, hash=False)
+        except OSError as exc:  # distributed's CommClosedError is an OSError
+            if attempt == MAX_DAY_ATTEMPTS:
+                raise
+            log.warning("scatter failed (%r); retrying", exc)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _add(report: RecomputeReport, phase: str, since: float) -> None:

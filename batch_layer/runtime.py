@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from lambda_rt.config import Settings
@@ -39,13 +40,28 @@ def crash_point(settings: Settings, step: str) -> None:
 
 @contextmanager
 def dask_client(settings: Settings, *, quiet: bool = False) -> Iterator[object]:
-    """A ``distributed.Client`` for the configured scheduler or a new LocalCluster."""
+    """A ``distributed.Client`` for the configured scheduler or a new LocalCluster.
+
+    ``dask.scheduler`` is an address (``tcp://host:port``) or the path of a
+    scheduler file (``dask scheduler --scheduler-file``). Remote workers take S3
+    credentials from their own configuration; LocalCluster worker processes get this
+    process's keys in the nanny's environment, which stays on this machine and
+    never passes through the scheduler.
+    """
     from distributed import Client, LocalCluster
 
     if settings.dask.scheduler:
-        with Client(settings.dask.scheduler) as client:
+        target = settings.dask.scheduler
+        if "://" not in target and Path(target).is_file():
+            with Client(scheduler_file=target) as client:
+                yield client
+            return
+        with Client(target) as client:
             yield client
         return
+    extra: dict[str, Any] = {}
+    if settings.dask.processes:
+        extra["env"] = _worker_env(settings)
     cluster = LocalCluster(
         n_workers=settings.dask.n_workers,
         threads_per_worker=settings.dask.threads_per_worker,
@@ -53,6 +69,7 @@ def dask_client(settings: Settings, *, quiet: bool = False) -> Iterator[object]:
         dashboard_address=settings.dask.dashboard_address,
         # in-process workers serve /metrics too: same interface as the dashboard
         worker_dashboard_address=settings.dask.dashboard_address.rpartition(":")[0] + ":0",
+        **extra,
     )
     try:
         with Client(cluster) as client:
@@ -61,6 +78,16 @@ def dask_client(settings: Settings, *, quiet: bool = False) -> Iterator[object]:
             yield client
     finally:
         cluster.close()
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    """S3 keys for LocalCluster worker processes, as their own environment."""
+    s3 = settings.s3
+    env = {"LAMBDA_RT_S3__ENDPOINT": s3.endpoint, "LAMBDA_RT_S3__REGION": s3.region}
+    if s3.access_key is not None and s3.secret_key is not None:
+        env["LAMBDA_RT_S3__ACCESS_KEY"] = s3.access_key.get_secret_value()
+        env["LAMBDA_RT_S3__SECRET_KEY"] = s3.secret_key.get_secret_value()
+    return env
 
 
 def _dashboard_link(settings: Settings, client: Any) -> str:

@@ -73,6 +73,15 @@ class KafkaSettings(_Section):
     topic: str = "events"
     dlq_topic: str = "events.dlq"
     partitions: int = Field(default=4, ge=1)
+    # Topics the project creates get these; existing topics are checked against them.
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+    # SASL login (the embedded stack generates a SCRAM user into credentials.json).
+    username: str | None = None
+    password: SecretStr | None = None
+    mechanism: str = "SCRAM-SHA-256"
+    # librdkafka security.protocol; None: SASL_PLAINTEXT with a username, else PLAINTEXT.
+    security_protocol: str | None = None
     # tansu joins a group in about half the session timeout: keep it short.
     session_timeout_ms: int = Field(default=6000, ge=1000, le=10000)
     # 10 ms cuts the 100-150 ms a default 500 ms fetch wait adds.
@@ -89,6 +98,14 @@ class RedisSettings(_Section):
     url: str = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
     password: SecretStr | None = None
     key_prefix: str = "lrt"
+    # Failover: "host:port" of Redis Sentinels; when set, every client asks them for
+    # the primary of `master_name` (the url's host and port are then ignored).
+    sentinels: tuple[str, ...] = ()
+    master_name: str = "lambda-rt"
+    # Sentinels' own password; None: the same as `password` (the embedded stack).
+    sentinel_password: SecretStr | None = None
+    # How long a command keeps retrying (with backoff) while a failover runs.
+    failover_timeout_s: float = Field(default=20.0, gt=0)
 
 
 class S3Settings(_Section):
@@ -197,6 +214,16 @@ class StackSettings(_Section):
     s3_volume_port: int = 28081
     s3_filer_port: int = 28888
     broker_storage: Literal["s3", "memory"] = "s3"
+    # Redis failover: a replica and three Sentinels beside the primary (redis_port).
+    redis_ha: bool = False
+    redis_replica_port: int = DEFAULT_REDIS_PORT + 1
+    sentinel_ports: tuple[int, int, int] = (
+        DEFAULT_REDIS_PORT + 2,
+        DEFAULT_REDIS_PORT + 3,
+        DEFAULT_REDIS_PORT + 4,
+    )
+    # Sentinels call a primary down after this long without an answer (then fail over).
+    sentinel_down_after_ms: int = Field(default=1000, ge=100)
     start_timeout_s: float = Field(default=30.0, gt=0)
 
 

@@ -22,6 +22,7 @@ from lambda_rt.cli import (
     batch_commands,
     generate_command,
     layer_commands,
+    run_command,
     serve_commands,
     speed_command,
     stack_commands,
@@ -76,6 +77,7 @@ layer_commands.register(app)
 speed_command.register(app)
 batch_commands.register(app)
 serve_commands.register(app)
+run_command.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

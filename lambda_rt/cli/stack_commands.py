@@ -48,8 +48,20 @@ def register(app: typer.Typer) -> None:
             table.add_column(col)
         table.add_row("kafka", report["kafka"]["bootstrap"], _yes(report["kafka"]["up"]))
         table.add_row("redis", report["redis"]["url"], _yes(report["redis"]["up"]))
+        for node in report.get("redis_ha", {}).get("nodes", []):
+            table.add_row(f"  {node['name']} ({node['role'] or 'down'})", node["endpoint"], _yes(node["up"]))
+        for sentinel in report.get("redis_ha", {}).get("sentinels", []):
+            table.add_row(f"  {sentinel['name']}", sentinel["endpoint"], _yes(sentinel["up"]))
         table.add_row("s3", report["s3"]["endpoint"], _yes(report["s3"]["up"]))
         table.add_row("clickhouse", report["clickhouse"]["dsn"], "in-process")
+        processes = report.get("processes") or {}
+        for child in processes.get("children", []) if processes.get("running") else []:
+            exit_ = child.get("last_exit") or {}
+            detail = f"pid {child['pid']}, up {child['uptime_s']} s" if child["pid"] else "restarting"
+            detail += f", {child['restarts']} restarts"
+            if exit_:
+                detail += f", last exit {exit_.get('signal') or exit_.get('code')}"
+            table.add_row(f"run: {child['name']}", detail, _yes(child["pid"] is not None))
         Console().print(table)
 
 

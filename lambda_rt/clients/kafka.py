@@ -27,8 +27,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
+from lambda_rt.clients.kafka_auth import client_config
+from lambda_rt.clients.kafka_topics import topic_drift, wanted_topics
 from lambda_rt.config import KafkaSettings
 from lambda_rt.errors import KafkaClientError, ServiceUnavailableError
 
@@ -48,13 +50,14 @@ Headers = list[tuple[str, str | bytes | None]]
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
+    "acks": "all",
     "linger.ms": 20,
     "compression.type": "lz4",
     "batch.num.messages": 10_000,
     "queue.buffering.max.messages": 1_000_000,
     "queue.buffering.max.kbytes": 1_048_576,
 }
-"""An idempotent, batching producer (lz4) for events and the DLQ."""
+"""An idempotent, batching producer (lz4) for events and the DLQ; acks from all in-sync replicas."""
 
 _OPEN: weakref.WeakSet[KafkaProducer] = weakref.WeakSet()
 
@@ -283,7 +286,7 @@ class ConsumerErrorPolicy:
 
 
 def _base(settings: KafkaSettings) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.bootstrap, **settings.extra}
+    return client_config(settings)
 
 
 def make_consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
@@ -315,21 +318,20 @@ def make_admin(settings: KafkaSettings) -> AdminClient:
 def ensure_topics(settings: KafkaSettings, *, timeout_s: float = 15.0) -> list[str]:
     """Create the events and DLQ topics if missing; return the ones created.
 
-    Topics are created with ``retention.ms`` and ``retention.bytes``: this
-    broker reports no topic configs otherwise, and some clients fail on that.
+    Partitions, replication factor and ``min.insync.replicas`` come from the
+    settings (:mod:`lambda_rt.clients.kafka_topics`); an existing topic that
+    differs is logged as a warning, never altered.
     """
     admin = make_admin(settings)
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise ServiceUnavailableError(f"Kafka at {settings.bootstrap} did not answer: {exc}") from exc
-    config = {"retention.ms": str(settings.retention_ms), "retention.bytes": str(settings.retention_bytes)}
-    wanted = [
-        NewTopic(settings.topic, num_partitions=settings.partitions, replication_factor=1, config=config),
-        NewTopic(settings.dlq_topic, num_partitions=1, replication_factor=1, config=config),
-    ]
-    missing = [t for t in wanted if t.topic not in existing]
+    missing = [t for t in wanted_topics(settings) if t.topic not in existing]
     created: list[str] = []
+    if len(missing) < 2:
+        for line in topic_drift(admin, settings, timeout_s=timeout_s):
+            logger.warning("%s", line)
     if not missing:
         return created
     for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():

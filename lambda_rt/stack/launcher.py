@@ -129,7 +129,7 @@ def status(settings: Settings) -> dict[str, Any]:
         except LambdaRTError:
             return None
 
-    return {
+    report: dict[str, Any] = {
         "state_dir": str(settings.state_dir),
         "kafka": {
             "bootstrap": settings.kafka.bootstrap,
@@ -156,3 +156,19 @@ def status(settings: Settings) -> dict[str, Any]:
             "database": settings.clickhouse.database,
         },
     }
+    from lambda_rt.supervisor import read_run_file
+
+    processes = read_run_file(settings)
+    if processes is not None:  # `lambda-rt run`: each supervised process
+        report["processes"] = processes
+    if settings.stack.redis_ha or settings.redis.sentinels:
+        from lambda_rt.stack.redis_status import redis_ha_status
+
+        report["redis"]["sentinels"] = list(settings.redis.sentinels)
+        report["redis"]["master_name"] = settings.redis.master_name
+        ha = redis_ha_status(settings, layout)
+        report["redis_ha"] = ha
+        primary = [n for n in ha["nodes"] if n.get("role") == "primary" and n["endpoint"] == ha["primary"]]
+        report["redis"]["primary"] = ha["primary"]  # what the Sentinels name; clients follow it
+        report["redis"]["primary_pid"] = primary[0]["pid"] if primary else None
+    return report

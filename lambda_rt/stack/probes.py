@@ -11,7 +11,10 @@ import urllib.request
 
 import redis
 from confluent_kafka.admin import AdminClient
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from lambda_rt.clients.kafka_auth import client_config
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import KafkaSettings, RedisSettings
 
@@ -20,7 +23,7 @@ __all__ = ["kafka_answers", "redis_answers", "s3_answers"]
 
 def kafka_answers(settings: KafkaSettings, timeout_s: float = 1.0) -> bool:
     """True when the broker serves a metadata request."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 0, **settings.extra})
+    admin = AdminClient({**client_config(settings), "log_level": 0})
     try:
         admin.list_topics(timeout=timeout_s)
     except Exception:
@@ -29,8 +32,10 @@ def kafka_answers(settings: KafkaSettings, timeout_s: float = 1.0) -> bool:
 
 
 def redis_answers(settings: RedisSettings, timeout_s: float = 1.0) -> bool:
-    """True when Redis answers PING with PONG (with the configured password)."""
-    client = make_redis(settings, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    """True when Redis (the primary, through Sentinel when set) answers PING with PONG."""
+    client = make_redis(
+        settings, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+    )
     try:
         return bool(client.ping())
     except redis.RedisError:

@@ -184,7 +184,9 @@ class RedisServer:
     def write_config(self) -> None:
         """The password goes in a private config file: argv is visible in ps."""
         conf = self.layout.redis_data / "secrets.conf"
-        conf.write_text(f'requirepass "{self.creds.redis_password}"\n')
+        # masterauth: after a failover (stack.redis_ha) this node may become a replica
+        pw = self.creds.redis_password
+        conf.write_text(f'requirepass "{pw}"\nmasterauth "{pw}"\n')
         conf.chmod(0o600)
 
     def ports(self) -> dict[str, int]:
@@ -224,9 +226,18 @@ class RedisServer:
 
 
 def servers_in_start_order(settings: Settings, layout: StateLayout, creds: Credentials) -> list[Server]:
-    """S3 first (the broker stores its log there), then the broker, then Redis."""
-    return [
+    """S3 first (the broker stores its log there), then the broker, then Redis.
+
+    With ``stack.redis_ha``: then Redis' replica and three Sentinels
+    (:mod:`lambda_rt.stack.redis_ha`).
+    """
+    servers: list[Server] = [
         S3Server(settings, layout, creds),
         KafkaServer(settings, layout, creds),
         RedisServer(settings, layout, creds),
     ]
+    if settings.stack.redis_ha:
+        from lambda_rt.stack.redis_ha import ha_servers
+
+        servers += ha_servers(settings, layout, creds)
+    return servers

@@ -111,10 +111,16 @@ def ensure_credentials(root: Path) -> Credentials:
 def write_stack_file(settings: Settings) -> None:
     """Record the endpoints ``up`` started so later commands find them."""
     st = settings.stack
+    redis: dict[str, Any] = {"url": f"redis://127.0.0.1:{st.redis_port}/0"}
+    if st.redis_ha:  # clients then find the primary through the Sentinels
+        redis["sentinels"] = [f"127.0.0.1:{p}" for p in st.sentinel_ports]
+        redis["master_name"] = settings.redis.master_name
     payload = {
         "kafka": {"bootstrap": f"127.0.0.1:{st.kafka_port}"},
-        "redis": {"url": f"redis://127.0.0.1:{st.redis_port}/0"},
+        "redis": redis,
         "s3": {"endpoint": f"http://127.0.0.1:{st.s3_port}"},
-        "stack": st.model_dump(),
+        # only what differs from the defaults: a default is the same for every version, so an
+        # older lambda-rt (which refuses settings it does not know) can still read this file
+        "stack": st.model_dump(exclude_defaults=True),
     }
     _write_private(settings.state_dir / STACK_FILE, payload)
