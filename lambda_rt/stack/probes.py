@@ -18,7 +18,7 @@ from lambda_rt.clients.kafka_auth import client_config
 from lambda_rt.clients.redis import make_redis
 from lambda_rt.config import KafkaSettings, RedisSettings
 
-__all__ = ["kafka_answers", "redis_answers", "s3_answers"]
+__all__ = ["kafka_answers", "pings", "redis_answers", "s3_answers"]
 
 
 def kafka_answers(settings: KafkaSettings, timeout_s: float = 1.0) -> bool:
@@ -33,9 +33,15 @@ def kafka_answers(settings: KafkaSettings, timeout_s: float = 1.0) -> bool:
 
 def redis_answers(settings: RedisSettings, timeout_s: float = 1.0) -> bool:
     """True when Redis (the primary, through Sentinel when set) answers PING with PONG."""
-    client = make_redis(
-        settings, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+    return pings(
+        make_redis(
+            settings, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+        )
     )
+
+
+def pings(client: redis.Redis) -> bool:
+    """True when ``client``'s server answers PING; closes the client either way."""
     try:
         return bool(client.ping())
     except redis.RedisError:

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 from lambda_rt.config import RedisSettings, Settings
 from lambda_rt.stack import probes
 from lambda_rt.stack.binaries import redis_server_binary
+from lambda_rt.stack.services import redis_conf_quote, write_redis_secrets
 from lambda_rt.stack.state import Credentials, StateLayout
 
 __all__ = ["RedisReplicaServer", "SentinelServer", "ha_servers", "node_role", "sentinel_endpoints"]
@@ -41,10 +42,6 @@ QUORUM = 2
 def sentinel_endpoints(settings: Settings) -> list[str]:
     """``host:port`` of the stack's Sentinels."""
     return [f"127.0.0.1:{p}" for p in settings.stack.sentinel_ports]
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)
@@ -66,10 +63,7 @@ class RedisReplicaServer:
     def write_config(self) -> None:
         """Password and primary's password in a private file (argv is visible in ps)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        conf = self.data_dir / "secrets.conf"
-        pw = _quote(self.creds.redis_password)
-        conf.write_text(f"requirepass {pw}\nmasterauth {pw}\n")
-        conf.chmod(0o600)
+        write_redis_secrets(self.data_dir / "secrets.conf", self.creds.redis_password)
 
     def ports(self) -> dict[str, int]:
         return {"redis_replica_port": self.settings.stack.redis_replica_port}
@@ -144,12 +138,12 @@ class SentinelServer:
         self.conf.parent.mkdir(parents=True, exist_ok=True)
         st = self.settings.stack
         master = self.settings.redis.master_name
-        pw = _quote(self.creds.redis_password)
+        pw = redis_conf_quote(self.creds.redis_password)
         lines = [
             f"port {self.port}",
             "bind 127.0.0.1",
             "daemonize no",
-            f"dir {_quote(str(self.conf.parent))}",
+            f"dir {redis_conf_quote(str(self.conf.parent))}",
             f"requirepass {pw}",
             f"sentinel sentinel-pass {pw}",
             f"sentinel monitor {master} 127.0.0.1 {st.redis_port} {QUORUM}",
@@ -181,12 +175,7 @@ class SentinelServer:
             socket_timeout=1,
             socket_connect_timeout=1,
         )
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return probes.pings(client)
 
 
 def ha_servers(settings: Settings, layout: StateLayout, creds: Credentials) -> list[Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from pydantic import SecretStr
@@ -19,7 +20,15 @@ from lambda_rt.stack import probes
 from lambda_rt.stack.binaries import redis_server_binary, tansu_binary, weed_binary
 from lambda_rt.stack.state import Credentials, StateLayout
 
-__all__ = ["KafkaServer", "RedisServer", "S3Server", "Server", "servers_in_start_order"]
+__all__ = [
+    "KafkaServer",
+    "RedisServer",
+    "S3Server",
+    "Server",
+    "redis_conf_quote",
+    "servers_in_start_order",
+    "write_redis_secrets",
+]
 
 GRPC_OFFSET = 10_000
 
@@ -183,11 +192,8 @@ class RedisServer:
 
     def write_config(self) -> None:
         """The password goes in a private config file: argv is visible in ps."""
-        conf = self.layout.redis_data / "secrets.conf"
         # masterauth: after a failover (stack.redis_ha) this node may become a replica
-        pw = self.creds.redis_password
-        conf.write_text(f'requirepass "{pw}"\nmasterauth "{pw}"\n')
-        conf.chmod(0o600)
+        write_redis_secrets(self.layout.redis_data / "secrets.conf", self.creds.redis_password)
 
     def ports(self) -> dict[str, int]:
         return {"redis_port": self.settings.stack.redis_port}
@@ -241,3 +247,19 @@ def servers_in_start_order(settings: Settings, layout: StateLayout, creds: Crede
 
         servers += ha_servers(settings, layout, creds)
     return servers
+
+
+def write_redis_secrets(conf: Path, password: str) -> None:
+    """A private Redis config file with the password, for a primary or a replica.
+
+    ``masterauth`` too: any data node may be (or become, after a failover) a
+    replica. Quoted for redis.conf, so any generated password is taken whole.
+    """
+    quoted = redis_conf_quote(password)
+    conf.write_text(f"requirepass {quoted}\nmasterauth {quoted}\n")
+    conf.chmod(0o600)
+
+
+def redis_conf_quote(value: str) -> str:
+    """``value`` as one double-quoted redis.conf argument (backslashes and quotes escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
