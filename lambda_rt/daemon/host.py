@@ -62,7 +62,6 @@ class Daemon:
         self._schedule_on = schedule
         self._ingestor: Ingestor | None = None
         self.errors: list[str] = []
-        self._job_lock = threading.Lock()
 
     # -- backend of serving.app (serving.app.AppBackend) ---------------------------
     def query(
