@@ -176,6 +176,7 @@ def _latency_producer(
     gen = EventGenerator(GeneratorConfig(seed=7, span_ms=1000))
     batches = [gen.batch(min(1000, total - i)) for i in range(0, total, 1000)]
     with KafkaProducer(kafka, **{"linger.ms": 5, "delivery.report.only.error": True}) as producer:
+        producer.connect()  # else the first messages' latency includes the connection
         ready.set()  # type: ignore[attr-defined]
         go.wait()  # type: ignore[attr-defined]
         for batch in paced(batches, rate):

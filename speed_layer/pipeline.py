@@ -125,6 +125,9 @@ class SpeedPipeline:
     def run(self) -> RunReport:
         """Run until stopped or idle; returns what was done."""
         t0 = time.monotonic()
+        # the dead-letter producer's connection is made now, not when the first bad message
+        # of a micro-batch needs it (that batch would wait for it before it can commit)
+        self.producer.connect()
         try:
             with _gc_for_batches(self.settings.speed.batch_size):
                 asyncio.run(self._run())

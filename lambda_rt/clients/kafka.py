@@ -202,6 +202,22 @@ class KafkaProducer:
         except KafkaException as exc:
             raise _produce_error(topic, exc) from exc
 
+    def connect(self, timeout_s: float = 10.0) -> bool:
+        """Create the client now and wait until the broker answered a metadata request.
+
+        Creation is lazy, so without this the first message waits for the
+        connection and the idempotent producer's id (hundreds of ms): call it
+        before a loop whose first batch must not carry that wait. Returns
+        False (and the producer still connects by itself later) when the broker
+        did not answer within ``timeout_s``.
+        """
+        try:
+            self._handle().list_topics(timeout=timeout_s)
+        except KafkaException as exc:
+            logger.warning("Kafka at %s did not answer yet: %s", self._conf["bootstrap.servers"], exc)
+            return False
+        return True
+
     def poll(self, timeout_s: float = 0.0) -> int:
         """Serve delivery reports; returns how many."""
         return self._producer.poll(timeout_s) if self._producer is not None else 0
