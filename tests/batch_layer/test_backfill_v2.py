@@ -21,27 +21,12 @@ import pandas as pd
 
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.testing import oracle_frame, oracle_metrics
+from tests.fixtures import code_before_schema_v2
 
-ROOT = Path(__file__).resolve().parents[2]
 PROBE = str(Path(__file__).with_name("backfill_probe.py"))
 DAY_MS = 86_400_000
 OLD_END = 1_795_636_800_000  # 2026-11-25T20:00:00Z: 12 hours of events, all in that day
 NEW_END = OLD_END + DAY_MS
-
-
-def _old_code(tmp_path: Path) -> Path:
-    first_v2 = subprocess.run(
-        ["git", "log", "--format=%H", "--reverse", "-S", "SCHEMA_V2", "--", "lambda_rt/events/schema.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[0]
-    out = tmp_path / "old"
-    out.mkdir()
-    archive = subprocess.run(["git", "archive", f"{first_v2}^"], cwd=ROOT, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
-    return out
 
 
 def _probe(env: dict[str, str], *args: str) -> Any:
@@ -65,7 +50,7 @@ def test_backfill_reads_pre_and_post_migration_cold_files_in_one_query(isolated:
         "LAMBDA_RT_BATCH__HOT_TO_WARM_AFTER_S": "0",
         "LAMBDA_RT_BATCH__WARM_TO_COLD_AFTER_S": "0",
     }
-    old = _old_code(tmp_path)
+    old = code_before_schema_v2(tmp_path)
     seeded = _probe({**env, "PYTHONPATH": str(old)}, "seed-old", str(OLD_END), "3000")
     assert seeded == {"moves": ["done", "done"], "v2_code": False}  # hot -> warm -> cold, by the old code
     out = _probe(env, "seed-new", str(NEW_END), "3000")

@@ -18,6 +18,7 @@ import orjson
 
 from lambda_rt.events.generator import EventGenerator, GeneratorConfig
 from lambda_rt.testing import oracle_rejects
+from tests.fixtures import code_before_schema_v2
 from tests.speed_layer.fixtures import (
     assert_metrics_equal,
     campaign_view,
@@ -26,8 +27,6 @@ from tests.speed_layer.fixtures import (
     oracle_view,
     view_metrics,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def mixed_stream(n: int, now: int, seed: int = 11) -> list[bytes]:
@@ -78,26 +77,8 @@ def test_mixed_stream_by_campaign_equals_the_oracle(isolated, produce):
     assert "" in campaigns and len(campaigns) > 20
 
 
-def _old_code(tmp_path: Path) -> Path:
-    """The project as it was just before schema v2 (a git archive of that commit)."""
-    first_v2 = subprocess.run(
-        ["git", "log", "--format=%H", "--reverse", "-S", "SCHEMA_V2", "--", "lambda_rt/events/schema.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[0]
-    out = tmp_path / "old"
-    out.mkdir()
-    archive = subprocess.run(
-        ["git", "archive", f"{first_v2}^"], cwd=ROOT, capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
-    return out
-
-
 def test_a_speed_process_from_before_v2_counts_v2_events(isolated, produce, tmp_path):
-    old = _old_code(tmp_path)
+    old = code_before_schema_v2(tmp_path)
     probe = subprocess.run(
         [sys.executable, "-c", "import lambda_rt.events.schema as s; print(hasattr(s, 'SCHEMA_V2'))"],
         env={**isolated.env, "PYTHONPATH": str(old)},
