@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench._stack import bench_stack
+from bench.query import EngineBackend
 from lambda_rt.clients.clickhouse import open_clickhouse
 from lambda_rt.clients.kafka import ensure_topics
 from lambda_rt.config import Settings
@@ -96,35 +96,19 @@ def _load(settings: Settings, events: int, stores: int, now_ms: int) -> Any:
     return client
 
 
-class _Backend:
-    """What ``serving.app`` calls, over one engine (as the daemon's)."""
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-
-    def query(
-        self, metric: str, by: Any, start: Any, end: Any, gran: str, strict: bool, fmt: str = "json"
-    ) -> bytes:
-        result = self.engine.query(metric, by, start, end, gran, strict=strict)
-        return bytes(result.to_arrow_ipc() if fmt == "arrow" else result.to_json())
-
-    def status(self) -> dict[str, Any]:
-        return {}
-
-
 def _serve(settings: Settings, engine: Any) -> tuple[str, str, list[Any]]:
     """HTTP + GraphQL (uvicorn) and gRPC over ``engine``, as the daemon hosts them."""
     import uvicorn
 
+    from lambda_rt.daemon.host import bind_listener
     from serving.api_hosting import graphql_mounter, start_grpc
     from serving.apis import ApiBackend
     from serving.app import create_app
 
-    backend = _Backend(engine)
+    backend = EngineBackend(engine)
     apis = ApiBackend(query=engine.query, status=backend.status)
     app = create_app(backend, graphql=graphql_mounter(settings, apis, token=None, host="127.0.0.1"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # see serving.daemon._bind
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_listener("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import threading
 import time
@@ -129,10 +128,10 @@ def _time(fn: Any, n: int, name: str = "") -> list[float]:
 def _serve(backend: Any) -> tuple[str, Any]:
     import uvicorn
 
+    from lambda_rt.daemon.host import bind_listener
     from serving.app import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_listener("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(backend), log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -142,7 +141,9 @@ def _serve(backend: Any) -> tuple[str, Any]:
     return f"http://127.0.0.1:{port}", server
 
 
-class _Backend:
+class EngineBackend:
+    """What ``serving.app`` calls, over one engine (as the daemon's); the API benches share it."""
+
     def __init__(self, engine: Any) -> None:
         self.engine = engine
 
@@ -151,6 +152,9 @@ class _Backend:
     ) -> bytes:
         result = self.engine.query(metric, by, start, end, gran, strict=strict)
         return bytes(result.to_arrow_ipc() if fmt == "arrow" else result.to_json())
+
+    def status(self) -> dict[str, Any]:
+        return {}
 
 
 def _components(
@@ -250,8 +254,8 @@ def main(argv: list[str] | None = None) -> None:
         case("in-process batch copy cold", cold_copy, max(10, args.repeat // 3))
         case("in-process cached", lambda: engine.query(*q), args.repeat * 5)
         case("in-process speed moved", speed_moved, args.repeat)
-        url_c, srv_c = _serve(_Backend(engine))
-        url_u, srv_u = _serve(_Backend(nocache))
+        url_c, srv_c = _serve(EngineBackend(engine))
+        url_u, srv_u = _serve(EngineBackend(nocache))
         http_c, http_u = HttpClient(url_c), HttpClient(url_u)
         case("HTTP uncached", lambda: http_u.query_result(*q), args.repeat)
         case("HTTP cached", lambda: http_c.query_result(*q), args.repeat * 2)

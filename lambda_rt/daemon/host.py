@@ -42,7 +42,7 @@ from serving.client import daemon_file
 from serving.dashboard import stop_live_streams
 from serving.engine import QueryEngine
 
-__all__ = ["Daemon", "run_daemon"]
+__all__ = ["Daemon", "bind_listener", "run_daemon"]
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ def _make_server_class() -> type:
     return _Server
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket for uvicorn (``port`` 0: any free port)."""
     # proto IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets whose proto
     # says TCP, and with Nagle on every response waited ~40 ms for the client's delayed ACK
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -177,7 +178,7 @@ def run_daemon(
     h = host or settings.serve.host
     apis = ApiBackend(query=daemon.engine.query, status=daemon.status)
     app = create_app(daemon, token=token, graphql=graphql_mounter(settings, apis, token=token, host=h))
-    sock = _bind(h, settings.serve.port if port is None else port)
+    sock = bind_listener(h, settings.serve.port if port is None else port)
     actual = sock.getsockname()[1]
     url = f"http://{'[' + h + ']' if ':' in h else h}:{actual}"
     server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))

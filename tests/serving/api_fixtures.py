@@ -28,7 +28,7 @@ from lambda_rt.vocabulary import HOUR_MS
 from serving.client import daemon_file
 from serving.spec import format_ts
 from tests.fixtures import stack_env
-from tests.serving.fixtures import generate, produce, slice_settings
+from tests.serving.fixtures import generate, produce, slice_settings, wait_for_hot_rows
 
 TOKEN = "api-test-token"
 
@@ -141,14 +141,7 @@ def start_api_daemon(stack: Settings, chdb: Settings, tmp: Path, n: int = 6_000)
     try:
         produce(settings, pairs)
         speed = run_speed_once(settings)
-        deadline = time.monotonic() + 90
-        hot = 0
-        while time.monotonic() < deadline:
-            hot = http.get("/status").json()["tiers"].get("events_hot", {}).get("rows", 0)
-            if hot >= len(pairs):
-                break
-            time.sleep(0.5)
-        assert hot == len(pairs), f"the daemon's ingest inserted {hot} of {len(pairs)}"
+        wait_for_hot_rows(http, len(pairs))
         speed.join()
         job = http.post("/jobs/recompute").json()
         assert job["watermark"], job

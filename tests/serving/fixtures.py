@@ -129,3 +129,15 @@ def make_world(
         return run_recompute(settings, client, now=datetime.fromtimestamp(at_ms / 1000, tz=UTC), dask=dask)
 
     return World(settings, client, [v for _, v in pairs], now_ms, dask, recompute)
+
+
+def wait_for_hot_rows(http: Any, n: int, timeout_s: float = 90.0) -> None:
+    """Wait until the daemon's ingest holds ``n`` rows in ``events_hot`` (``http``: an httpx client)."""
+    deadline = time.monotonic() + timeout_s
+    hot = 0
+    while time.monotonic() < deadline:
+        hot = http.get("/status").json()["tiers"].get("events_hot", {}).get("rows", 0)
+        if hot >= n:
+            break
+        time.sleep(0.5)
+    assert hot == n, f"the daemon's ingest inserted {hot} of {n}"

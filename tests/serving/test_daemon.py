@@ -26,7 +26,7 @@ from lambda_rt.testing import oracle_frame, oracle_metrics
 from lambda_rt.vocabulary import HOUR_MS, METRICS
 from serving.client import daemon_file
 from serving.spec import format_ts
-from tests.serving.fixtures import generate, produce
+from tests.serving.fixtures import generate, produce, wait_for_hot_rows
 
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
@@ -83,13 +83,7 @@ def test_daemon_http_equals_oracle_and_in_process(isolated) -> None:  # type: ig
         )
         speed.start()
         http = httpx.Client(base_url=url, timeout=300)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            hot = http.get("/status").json()["tiers"].get("events_hot", {}).get("rows", 0)
-            if hot >= len(pairs):
-                break
-            time.sleep(0.5)
-        assert hot == len(pairs), f"the daemon's ingest inserted {hot} of {len(pairs)}"
+        wait_for_hot_rows(http, len(pairs))
         speed.join()
         job = http.post("/jobs/recompute").json()
         assert job["watermark"], job
